@@ -1,0 +1,86 @@
+"""The layer contract: what the verifier needs to know about a layer to prove its backward."""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from hypothesis.strategies import SearchStrategy
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the catalogue (or one of your own), as the verifier sees it.
+
+    name: catalogue name, e.g. ``"linear"``.
+    forward: NumPy, ``forward(*arrays, **hyper) -> (out, cache)``.
+    backward: NumPy, ``backward(dout, cache) -> tuple of grads``, one per array, in order.
+    jax_forward: JAX, ``jax_forward(*arrays, **hyper) -> out``: an independent formula of
+        the same function, written with JAX's own primitives; the oracles differentiate it.
+        Float and array hyperparameters reach it traced (so new values do not recompile):
+        use them in arithmetic, not in Python control flow.
+    inputs: hypothesis strategy drawing ``(arrays, hyper)``: a tuple of float64 arrays (the
+        differentiable inputs) and a dict of keyword hyperparameters passed to both forwards.
+    magnitude: optional JAX function ``magnitude(f, arrays, hyper, dout) -> (out_scale,
+        grad_scales)`` giving, elementwise, the sum of absolute values of the terms each
+        result is computed from; the tolerance is a multiple of eps times it (see
+        ``verification.tolerance``). Without it the scale comes from the Jacobian:
+        ``|J|^T |dout|`` for gradients, ``|out| + sum_k |J_k| |a_k|`` for the output.
+    input_names: names of the arrays, for reports; by default the forward's positional
+        parameter names (``x, w, b`` -> gradients ``dx, dw, db``).
+    """
+
+    name: str
+    forward: Callable[..., tuple[Any, Any]]
+    backward: Callable[..., tuple]
+    jax_forward: Callable[..., Any]
+    inputs: SearchStrategy
+    magnitude: Callable[..., tuple] | None = None
+    input_names: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.input_names is None:
+            object.__setattr__(self, "input_names", _positional_names(self.forward))
+
+    @property
+    def grad_names(self) -> tuple[str, ...]:
+        return tuple(f"d{name}" for name in self.input_names)
+
+
+def _positional_names(function) -> tuple[str, ...]:
+    try:
+        params = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A catalogue layer with its backward (and optionally its forward) swapped out."""
+
+    layer: str
+    name: str
+    description: str
+    backward: Callable[..., tuple] | None = None
+    forward: Callable[..., tuple[Any, Any]] | None = None
+
+    def apply(self, layer: Layer) -> Layer:
+        if layer.name != self.layer:
+            raise ValueError(f"{type(self).__name__} {self.name!r} is for layer {self.layer!r}, not {layer.name!r}")
+        changes = {"name": f"{layer.name}[{self.name}]"}
+        if self.backward is not None:
+            changes["backward"] = self.backward
+        if self.forward is not None:
+            changes["forward"] = self.forward
+        return dataclasses.replace(layer, **changes)
+
+
+class Mutant(Replacement):
+    """A deliberately wrong implementation: the verifier must reject it."""
+
+
+class Variant(Replacement):
+    """A different but correct implementation (einsum, explicit loops): the verifier must accept it."""

@@ -1,0 +1,150 @@
+"""JAX specifications of the linear family (``reference/linear.py``): ``linear`` and ``affine``.
+
+The specifications are written independently of the NumPy code: ``linear`` as an einsum,
+``affine`` as a tensordot over all of x's trailing axes (no flattening), so the NumPy
+forward's reshape is checked too.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import strategies as st
+
+from reference import linear as ref
+from verification.layer import Layer, Mutant, Variant
+from verification.strategies import arrays_of
+from verification.tolerance import multilinear_magnitude
+
+# (N, D, M): an empty batch, all-ones, a square case (where a missing transpose still
+# has the right shape) and contraction lengths 1 and 6.
+LINEAR_SHAPES = ((2, 3, 4), (3, 3, 3), (0, 3, 2), (1, 1, 1), (4, 1, 3), (2, 6, 1))
+# (N, (d1, ..., dk), M): x of rank 2 to 4, including an empty batch and all-ones.
+AFFINE_SHAPES = ((2, (3,), 4), (2, (2, 3), 3), (3, (2, 1, 2), 2), (0, (2, 2), 2), (1, (1, 1), 1))
+
+
+def jax_linear(x, w):
+    return jnp.einsum("nd,dm->nm", x, w)
+
+
+def jax_affine(x, w, b):
+    features = x.shape[1:]
+    return jnp.tensordot(x, w.reshape(*features, w.shape[1]), axes=len(features)) + b
+
+
+@st.composite
+def linear_inputs(draw):
+    n, d, m = draw(st.sampled_from(LINEAR_SHAPES))
+    return draw(arrays_of((n, d), (d, m))), {}
+
+
+@st.composite
+def affine_inputs(draw):
+    n, features, m = draw(st.sampled_from(AFFINE_SHAPES))
+    return draw(arrays_of((n, *features), (int(np.prod(features)), m), (m,))), {}
+
+
+linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear, linear_inputs(),
+               magnitude=multilinear_magnitude)
+affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine, affine_inputs(),
+               magnitude=multilinear_magnitude)
+
+
+# Correct variants: other ways to write the same derivative, which the verifier must accept.
+
+def _linear_backward_einsum(dout, cache):
+    x, w = cache
+    return np.einsum("nm,dm->nd", dout, w), np.einsum("nd,nm->dm", x, dout)
+
+
+def _linear_backward_loops(dout, cache):
+    """dx[i, k] = sum_j dout[i, j] w[k, j]; dw[k, j] = sum_i x[i, k] dout[i, j], one element at a time."""
+    x, w = cache
+    dx, dw = np.zeros_like(x), np.zeros_like(w)
+    for i in range(x.shape[0]):
+        for k in range(x.shape[1]):
+            for j in range(w.shape[1]):
+                dx[i, k] += dout[i, j] * w[k, j]
+                dw[k, j] += x[i, k] * dout[i, j]
+    return dx, dw
+
+
+def _affine_backward_einsum(dout, cache):
+    x, w = cache
+    flat = x.reshape(x.shape[0], w.shape[0])
+    return (np.einsum("nm,dm->nd", dout, w).reshape(x.shape), np.einsum("nd,nm->dm", flat, dout),
+            np.einsum("nm->m", dout))
+
+
+def _affine_backward_loops(dout, cache):
+    x, w = cache
+    dx, dw = _linear_backward_loops(dout, ref.LinearCache(x.reshape(x.shape[0], w.shape[0]), w))
+    db = np.zeros(w.shape[1], dtype=dout.dtype)
+    for row in dout:
+        db += row
+    return dx.reshape(x.shape), dw, db
+
+
+VARIANTS = (
+    Variant("linear", "einsum", "einsum spelling of dX = dY W^T, dW = X^T dY", _linear_backward_einsum),
+    Variant("linear", "loops", "explicit loops, one element at a time", _linear_backward_loops),
+    Variant("affine", "einsum", "einsum spelling, flattening x by hand", _affine_backward_einsum),
+    Variant("affine", "loops", "explicit loops, bias accumulated row by row", _affine_backward_loops),
+)
+
+
+# Mutants: the bugs a student or a kernel author writes; the verifier must reject each one.
+
+def _affine(backward_of_flat):
+    """An affine backward built from a (possibly wrong) rule on the flattened x."""
+    def backward(dout, cache):
+        x, w = cache
+        return backward_of_flat(dout, x.reshape(x.shape[0], w.shape[0]), w, x.shape)
+    return backward
+
+
+def _modifies_dout(dout, cache):
+    grads = ref.linear_backward(dout, cache)
+    dout[...] = 0.0  # right gradients, but the caller's dL/dY is destroyed
+    return grads
+
+
+def _float32_inside(dout, cache):
+    x, w = cache
+    dx, dw = ref.linear_backward(dout.astype(np.float32), ref.LinearCache(x.astype(np.float32), w.astype(np.float32)))
+    return dx.astype(dout.dtype), dw.astype(dout.dtype)
+
+
+def _modifies_x_forward(x, w):
+    out, cache = ref.linear_forward(x, w)
+    x *= 2.0  # the forward scales its input in place
+    return out, cache
+
+
+MUTANTS = (
+    Mutant("linear", "missing_transpose", "dX = dY W instead of dY W^T",
+           lambda dout, c: (dout @ c.w, c.x.T @ dout)),
+    Mutant("linear", "dw_transposed", "dW = dY^T X, the transpose of the right answer",
+           lambda dout, c: (dout @ c.w.T, dout.T @ c.x)),
+    Mutant("linear", "outputs_swapped", "returns (dW, dX) instead of (dX, dW)",
+           lambda dout, c: ref.linear_backward(dout, c)[::-1]),
+    Mutant("linear", "sign_flip", "dX = -dY W^T",
+           lambda dout, c: (-(dout @ c.w.T), c.x.T @ dout)),
+    Mutant("linear", "mean_not_sum", "dW = X^T dY / N: averages over the batch instead of summing",
+           lambda dout, c: (dout @ c.w.T, c.x.T @ dout / max(len(dout), 1))),
+    Mutant("linear", "dout_modified", "right gradients, but zeroes the caller's dout in place",
+           _modifies_dout),
+    Mutant("linear", "float32_inside", "computes in float32 whatever the input dtype",
+           _float32_inside),
+    Mutant("linear", "x_modified_by_forward", "the forward scales x in place",
+           forward=_modifies_x_forward),
+    Mutant("linear", "last_row_dropped", "dX misses the last example (an off-by-one slice)",
+           lambda dout, c: (np.concatenate([dout[:-1] @ c.w.T, np.zeros_like(c.x[-1:])]), c.x.T @ dout)),
+    Mutant("affine", "db_mean", "db = mean of dY over the batch instead of its sum",
+           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.mean(axis=0)))),
+    Mutant("affine", "db_wrong_axis", "db sums dY over the classes instead of over the batch",
+           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.sum(axis=1)))),
+    Mutant("affine", "dx_not_reshaped", "dX left flat, (N, D), instead of x's shape",
+           _affine(lambda dout, x, w, shape: (dout @ w.T, x.T @ dout, dout.sum(axis=0)))),
+    Mutant("affine", "db_missing", "db returned as zeros, as if the bias had no gradient",
+           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, np.zeros(w.shape[1], dout.dtype)))),
+)
