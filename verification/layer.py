@@ -29,6 +29,13 @@ class Layer:
         ``|J|^T |dout|`` for gradients, ``|out| + sum_k |J_k| |a_k|`` for the output.
     input_names: names of the arrays, for reports; by default the forward's positional
         parameter names (``x, w, b`` -> gradients ``dx, dw, db``).
+    per_example: True when the layer acts on each example separately: axis 0 of the
+        output and of the first array is the batch, and row i of the output depends on row
+        i of the first array only (linear, activations, layernorm; not batchnorm or a
+        mean loss). The verifier then checks that row i of dx depends on row i of dout only.
+    linear_in: indices of the arrays the forward is linear (affine) in, holding the others
+        fixed: x and w of ``linear``, all three of ``affine``. Finite differences along
+        those inputs are exact up to rounding, so they may use a large step.
     """
 
     name: str
@@ -38,6 +45,8 @@ class Layer:
     inputs: SearchStrategy
     magnitude: Callable[..., tuple] | None = None
     input_names: tuple[str, ...] | None = None
+    per_example: bool = False
+    linear_in: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.input_names is None:

@@ -44,9 +44,9 @@ def affine_inputs(draw):
 
 
 linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear, linear_inputs(),
-               magnitude=multilinear_magnitude)
+               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1))
 affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine, affine_inputs(),
-               magnitude=multilinear_magnitude)
+               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1, 2))
 
 
 # Correct variants: other ways to write the same derivative, which the verifier must accept.
