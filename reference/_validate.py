@@ -74,3 +74,53 @@ def upstream(dout, expected_shape: tuple, expected_dtype: np.dtype) -> np.ndarra
             f"dout must have the output's dtype"
         )
     return dout
+
+
+def int_array(name: str, value, shape: tuple | None = None) -> np.ndarray:
+    """Integer arrays (labels, indices); ``shape``, if given, is the required shape."""
+    if not isinstance(value, np.ndarray) or not np.issubdtype(value.dtype, np.integer):
+        got = f"dtype {value.dtype}" if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{name} must be a numpy.ndarray of integers, got {got}")
+    if shape is not None and value.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {value.shape} but shape {tuple(shape)} is expected")
+    return value
+
+
+def index_range(name: str, value: np.ndarray, stop: int, what: str) -> None:
+    """Require every entry of an integer array in [0, stop); ``what`` names the range."""
+    if value.size and (value.min() < 0 or value.max() >= stop):
+        raise ValueError(
+            f"{name} has entries in [{value.min()}, {value.max()}] but they must lie in "
+            f"[0, {stop}) ({what})"
+        )
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """An int hyperparameter (stride, kernel size, groups) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} is {value} but must be at least {minimum}")
+    return int(value)
+
+
+def real_in(name: str, value, low: float, high: float, *, low_open: bool = False,
+            high_open: bool = False) -> float:
+    """A float hyperparameter (eps, slope, keep probability) within [low, high] (open ends as asked)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    too_low = value <= low if low_open else value < low
+    too_high = value >= high if high_open else value > high
+    if too_low or too_high or value != value:
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} is {value} but must lie in {interval}")
+    return float(value)
+
+
+def same_shape(name: str, value: np.ndarray, like_name: str, like: np.ndarray) -> None:
+    """Require equal shapes (elementwise pairs such as predictions and targets, x and mask)."""
+    if value.shape != like.shape:
+        raise ValueError(
+            f"{name} has shape {value.shape} but {like_name} has shape {like.shape}: "
+            f"they must have the same shape"
+        )
