@@ -45,3 +45,31 @@ def test_seed_scale_case_runs_the_vjp_and_skips_the_jacobian():
     assert report.passed
     assert report.check("vjp", "float32").examples == 1
     assert report.check("jacobian", "float32").status == "skip"
+
+
+def test_mutants_command_prints_the_kill_matrix(tmp_path, capsys):
+    path = tmp_path / "mutants.json"
+    code = cli.main(["mutants", "--layer", "affine", "--jobs", "1", "--json", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "affine[db_mean]" in out and "killed" in out and "accepted" in out
+    summary = json.loads(path.read_text())
+    assert summary["survivors"] == [] and summary["false_alarms"] == []
+    assert summary["killed"] == summary["mutants"] > 0
+
+
+def test_mutants_command_fails_when_a_mutant_survives(monkeypatch, capsys):
+    from verification import Mutant, VARIANTS
+
+    survivor = Mutant("linear", "actually_correct", "the right backward, planted as a bug", LAYERS["linear"].backward)
+    monkeypatch.setattr(cli, "MUTANTS", (survivor,))
+    monkeypatch.setattr(cli, "VARIANTS", tuple(v for v in VARIANTS if v.layer == "linear"))
+    code = cli.main(["mutants", "--layer", "linear", "--max-examples", "5", "--jobs", "1"])
+    assert code == 1
+    assert "SURVIVED" in capsys.readouterr().out
+
+
+def test_seeds_command_runs_each_seed(capsys):
+    code = cli.main(["seeds", "--count", "2", "--layer", "linear", "--max-examples", "5", "--jobs", "1"])
+    assert code == 0
+    assert "2 of 2 layer runs over 2 seeds passed" in capsys.readouterr().out

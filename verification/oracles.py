@@ -67,10 +67,13 @@ def format_bytes(n: float) -> str:
 
 class OracleResult(NamedTuple):
     out: np.ndarray
-    vjp: tuple[np.ndarray, ...]
+    vjp: tuple[np.ndarray, ...]  # pullback of the first cotangent, per input
+    vjp2: tuple[np.ndarray, ...] | None  # pullback of the second cotangent, when one was given
     jacobian: tuple[np.ndarray, ...] | None  # J^T dY per input; None when not computed
+    jvp: tuple[np.ndarray, ...] | None  # J_k t_k (output-shaped) per input k; None when not asked
     out_scale: np.ndarray | None
-    grad_scales: tuple[np.ndarray, ...] | None
+    grad_scales: tuple[np.ndarray, ...] | None  # magnitudes for the first cotangent
+    grad_scales2: tuple[np.ndarray, ...] | None  # ... and for the second
 
 
 def split_hyper(hyper: dict) -> tuple[tuple, dict]:
@@ -92,48 +95,66 @@ def _hashable(value):
 
 
 @functools.lru_cache(maxsize=None)
-def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool):
+def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, with_jvp: bool):
     static_hyper = dict(static)
 
-    def oracle(arrays, traced_hyper, dout):
+    def oracle(arrays, traced_hyper, douts, tangents):
         hyper = {**static_hyper, **traced_hyper}
 
         def f(*a):
             return jax_forward(*a, **hyper)
 
         out, pullback = jax.vjp(f, *arrays)
-        vjp = pullback(dout)
-        jac = out_scale = grad_scales = None
+        vjps = tuple(pullback(d) for d in douts)
+        jac = out_scale = grad_scales = jvps = None
         if with_jacobian:
             jacobians = jax.jacobian(f, argnums=tuple(range(len(arrays))))(*arrays)
-            jac = tuple(jnp.tensordot(dout, j, axes=out.ndim) for j in jacobians)
+            jac = tuple(jnp.tensordot(douts[0], j, axes=out.ndim) for j in jacobians)
             if magnitude is None:
-                abs_dout = jnp.abs(dout)
-                grad_scales = tuple(jnp.tensordot(abs_dout, jnp.abs(j), axes=out.ndim) for j in jacobians)
+                grad_scales = tuple(
+                    tuple(jnp.tensordot(jnp.abs(d), jnp.abs(j), axes=out.ndim) for j in jacobians)
+                    for d in douts)
                 out_scale = jnp.abs(out) + sum(
                     (jnp.tensordot(jnp.abs(j), jnp.abs(a), axes=a.ndim) for j, a in zip(jacobians, arrays)),
                     jnp.zeros_like(out),
                 )
         if magnitude is not None:
-            out_scale, grad_scales = magnitude(f, arrays, hyper, dout)
-            grad_scales = tuple(grad_scales)
-        return out, vjp, jac, out_scale, grad_scales
+            scales = [magnitude(f, arrays, hyper, d) for d in douts]
+            out_scale, grad_scales = scales[0][0], tuple(tuple(s[1]) for s in scales)
+        if with_jvp:  # forward mode, one input at a time: J_k t_k
+            jvps = tuple(
+                jax.jvp(lambda a_k, k=k: f(*arrays[:k], a_k, *arrays[k + 1:]), (arrays[k],), (tangents[k],))[1]
+                for k in range(len(arrays)))
+        return out, vjps, jac, jvps, out_scale, grad_scales
 
     return jax.jit(oracle)
 
 
-def evaluate(jax_forward, arrays, hyper, dout, *, magnitude=None, with_jacobian=True) -> OracleResult:
-    """Run the float64 oracles on one example; ``arrays`` and ``dout`` must be float64."""
+def evaluate(jax_forward, arrays, hyper, douts, *, tangents=None, magnitude=None,
+             with_jacobian=True) -> OracleResult:
+    """Run the float64 oracles on one example.
+
+    ``arrays``: float64 inputs; ``douts``: one or two float64 cotangents (the second feeds
+    the linearity property); ``tangents``: one float64 tangent per input, for forward mode.
+    """
     static, traced = split_hyper(hyper)
-    function = _compiled(jax_forward, magnitude, static, with_jacobian)
-    out, vjp, jac, out_scale, grad_scales = jax.device_get(function(tuple(arrays), traced, dout))
+    function = _compiled(jax_forward, magnitude, static, with_jacobian, tangents is not None)
+    out, vjps, jac, jvps, out_scale, grad_scales = jax.device_get(
+        function(tuple(arrays), traced, tuple(douts), None if tangents is None else tuple(tangents)))
     if np.asarray(out).dtype != np.float64:
         raise RuntimeError(
             f"the JAX oracle computed in {np.asarray(out).dtype}, not float64: jax_enable_x64 is "
             "off (import verification before any other use of JAX)"
         )
-    as_tuple = lambda grads: None if grads is None else tuple(np.asarray(g) for g in grads)  # noqa: E731
+
+    def arrays_of(grads):
+        return None if grads is None else tuple(np.asarray(g) for g in grads)
+
+    second = len(douts) > 1
     return OracleResult(
-        np.asarray(out), as_tuple(vjp), as_tuple(jac),
-        None if out_scale is None else np.asarray(out_scale), as_tuple(grad_scales),
+        out=np.asarray(out), vjp=arrays_of(vjps[0]), vjp2=arrays_of(vjps[1]) if second else None,
+        jacobian=arrays_of(jac), jvp=arrays_of(jvps),
+        out_scale=None if out_scale is None else np.asarray(out_scale),
+        grad_scales=None if grad_scales is None else arrays_of(grad_scales[0]),
+        grad_scales2=arrays_of(grad_scales[1]) if grad_scales is not None and second else None,
     )

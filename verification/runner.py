@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -61,6 +62,7 @@ class Failure:
     units: float | None
     message: str
     reproducer: str
+    diagnosis: str = ""  # the likely bug, named from the usual bug shapes
     arrays: tuple | None = None  # the arrays themselves, when small
 
     def to_dict(self) -> dict:
@@ -69,7 +71,7 @@ class Failure:
             "shapes": [list(s) for s in self.shapes], "hyper": _jsonable(self.hyper),
             "index": None if self.index is None else list(self.index),
             "expected": self.expected, "actual": self.actual, "units": _finite_or_str(self.units),
-            "message": self.message, "reproducer": self.reproducer,
+            "message": self.message, "diagnosis": self.diagnosis, "reproducer": self.reproducer,
             "arrays": None if self.arrays is None else [a.tolist() for a in self.arrays],
         }
 
@@ -138,8 +140,10 @@ def check_layer(layer: Layer, *, max_examples: int = 50, seed: int = 0,
         def prove(example, cotangent_seed):
             nonlocal count
             arrays, hyper = example
-            result = examine(layer, arrays, hyper, dtype=dtype, cotangent_seed=cotangent_seed,
-                             jacobian_budget=jacobian_budget)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")  # a layer's NaN or overflow is judged by the checks
+                result = examine(layer, arrays, hyper, dtype=dtype, cotangent_seed=cotangent_seed,
+                                 jacobian_budget=jacobian_budget)
             count += 1
             for outcome in result.outcomes:
                 summaries.setdefault(outcome.check, CheckSummary(outcome.check, dtype)).add(outcome)
@@ -166,7 +170,7 @@ def _failures(example: Example, layer: Layer, *, seed: int, max_examples: int) -
         Failure(
             layer=layer.name, dtype=example.dtype, check=o.check, gradient=o.gradient,
             shapes=example.shapes, hyper=example.hyper, index=o.index, expected=o.expected,
-            actual=o.actual, units=o.units, message=o.message, arrays=arrays,
+            actual=o.actual, units=o.units, message=o.message, diagnosis=o.diagnosis, arrays=arrays,
             reproducer=reproducer(example, seed=seed, max_examples=max_examples),
         )
         for o in example.failed

@@ -40,6 +40,11 @@ def eps(dtype) -> float:
     return float(np.finfo(np.dtype(dtype)).eps)
 
 
+def tiny(dtype) -> float:
+    """The smallest normal number: below it precision is absolute (see the module docstring)."""
+    return float(np.finfo(np.dtype(dtype)).tiny)
+
+
 def error_units(actual, expected, scale, dtype) -> np.ndarray:
     """Elementwise |actual - expected| / (C * (eps(dtype) * scale + tiny(dtype))), in float64.
 
@@ -48,8 +53,7 @@ def error_units(actual, expected, scale, dtype) -> np.ndarray:
     """
     actual = np.asarray(actual, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
-    info = np.finfo(np.dtype(dtype))
-    bound = C * (float(info.eps) * np.asarray(scale, dtype=np.float64) + float(info.tiny))
+    bound = C * (eps(dtype) * np.asarray(scale, dtype=np.float64) + tiny(dtype))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         diff = np.abs(actual - expected)
         units = np.where(diff == 0, 0.0, diff / bound)

@@ -120,6 +120,23 @@ def _modifies_x_forward(x, w):
     return out, cache
 
 
+def _affine_assumes_c_order(dout, cache):
+    x, w = cache
+    flat = x.reshape(x.shape[0], w.shape[0], order="A")  # Fortran order for Fortran input: rows scrambled
+    return (dout @ w.T).reshape(x.shape), flat.T @ dout, dout.sum(axis=0)
+
+
+def _affine_db_view(dout, cache):
+    dx, dw, db = ref.affine_backward(dout, cache)
+    return dx, dw, (dout[0] if len(dout) == 1 else db)  # right values, but a view of dout for N = 1
+
+
+def _linear_rows_leak(dout, cache):
+    dx, dw = ref.linear_backward(dout, cache)
+    leak = dout.sum(axis=0, keepdims=True) / max(len(dout), 1)
+    return dx + 1e-3 * leak @ cache.w.T, dw  # a batch-mean term in dx
+
+
 MUTANTS = (
     Mutant("linear", "missing_transpose", "dX = dY W instead of dY W^T",
            lambda dout, c: (dout @ c.w, c.x.T @ dout)),
@@ -145,6 +162,14 @@ MUTANTS = (
            _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.sum(axis=1)))),
     Mutant("affine", "dx_not_reshaped", "dX left flat, (N, D), instead of x's shape",
            _affine(lambda dout, x, w, shape: (dout @ w.T, x.T @ dout, dout.sum(axis=0)))),
+    Mutant("linear", "weight_decay_inside", "adds weight decay 1e-3 W to dW inside the backward",
+           lambda dout, c: (dout @ c.w.T, c.x.T @ dout + 1e-3 * c.w)),
+    Mutant("linear", "rows_leak", "dX picks up a small batch-mean term: examples leak into each other",
+           _linear_rows_leak),
+    Mutant("affine", "assumes_c_order", "flattens x in its memory order, wrong for Fortran-ordered x",
+           _affine_assumes_c_order),
+    Mutant("affine", "db_view_of_dout", "returns dout[0] itself as db when N = 1 (an alias, not a copy)",
+           _affine_db_view),
     Mutant("affine", "db_missing", "db returned as zeros, as if the bias had no gradient",
            _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, np.zeros(w.shape[1], dout.dtype)))),
 )
