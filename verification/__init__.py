@@ -10,10 +10,10 @@
 from . import _jax  # noqa: F401  (jax_enable_x64 before anything traces)
 from .catalogue import LAYERS, MUTANTS, VARIANTS
 from .checks import CHECKS, examine
-from .layer import Layer, Mutant, Variant
+from .layer import BenchCase, Layer, Mutant, Variant
 from .runner import CheckSummary, Failure, LayerReport, check_layer
 
 __all__ = [
-    "CHECKS", "LAYERS", "MUTANTS", "VARIANTS", "CheckSummary", "Failure", "Layer", "LayerReport",
+    "BenchCase", "CHECKS", "LAYERS", "MUTANTS", "VARIANTS", "CheckSummary", "Failure", "Layer", "LayerReport",
     "Mutant", "Variant", "check_layer", "examine",
 ]

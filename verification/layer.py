@@ -4,9 +4,18 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
+import numpy as np
 from hypothesis.strategies import SearchStrategy
+
+
+class BenchCase(NamedTuple):
+    """Inputs of a realistic size for ``make bench`` (float64; the bench casts them)."""
+
+    arrays: tuple[np.ndarray, ...]
+    hyper: dict[str, Any]
+    flops: float | None = None  # floating-point operations of the backward, for matmul-shaped layers
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class Layer:
     linear_in: indices of the arrays the forward is linear (affine) in, holding the others
         fixed: x and w of ``linear``, all three of ``affine``. Finite differences along
         those inputs are exact up to rounding, so they may use a large step.
+    bench: optional ``bench(rng) -> BenchCase``: inputs at one realistic size (e.g. conv2d
+        with N=32, C=64, 32x32, F=64, 3x3), for the speed comparison in ``make bench``.
     """
 
     name: str
@@ -47,6 +58,7 @@ class Layer:
     input_names: tuple[str, ...] | None = None
     per_example: bool = False
     linear_in: tuple[int, ...] = ()
+    bench: Callable[[np.random.Generator], BenchCase] | None = None
 
     def __post_init__(self):
         if self.input_names is None:

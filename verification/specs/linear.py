@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import linear as ref
-from verification.layer import Layer, Mutant, Variant
+from verification.layer import BenchCase, Layer, Mutant, Variant
 from verification.strategies import arrays_of
 from verification.tolerance import multilinear_magnitude
 
@@ -43,10 +43,22 @@ def affine_inputs(draw):
     return draw(arrays_of((n, *features), (int(np.prod(features)), m), (m,))), {}
 
 
+def linear_bench(rng, n=64, d=4096, m=4096):
+    """The seed's size: N = 64, D = M = 4096; the backward is two GEMMs of 2 N D M flops each."""
+    return BenchCase((rng.standard_normal((n, d)), rng.standard_normal((d, m))), {}, flops=4.0 * n * d * m)
+
+
+def affine_bench(rng, n=128, features=(64, 8, 8), m=1024):
+    """A flattened feature map into a dense layer: x (128, 64, 8, 8) -> 1024 outputs."""
+    d = int(np.prod(features))
+    return BenchCase((rng.standard_normal((n, *features)), rng.standard_normal((d, m)), rng.standard_normal(m)),
+                     {}, flops=4.0 * n * d * m + n * m)
+
+
 linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear, linear_inputs(),
-               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1))
+               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1), bench=linear_bench)
 affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine, affine_inputs(),
-               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1, 2))
+               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1, 2), bench=affine_bench)
 
 
 # Correct variants: other ways to write the same derivative, which the verifier must accept.
