@@ -1,0 +1,390 @@
+"""JAX specifications of the normalisation family (``reference/normalisation.py``).
+
+batchnorm, batchnorm_alt, spatial_batchnorm, layernorm, groupnorm and rmsnorm, in training
+mode (batch statistics, biased variance). The forwards are written from the textbook
+definitions with ``jnp.mean``, ``jnp.var`` and ``lax.rsqrt`` on each layer's own axes
+(groupnorm through a reshape to (N, G, C/G*H*W)), not through the reference's shared
+grouped view. ``jax.nn.standardize`` is avoided on purpose: it takes the variance as
+mean(x^2) - mean(x)^2, whose float64 rounding error grows as (|mean|/sigma)^2 and would
+make the oracle, not the layer, the inaccurate side on offset inputs.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import strategies as st
+from jax import lax
+
+from reference import normalisation as ref
+from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.strategies import arrays, floats
+
+# ----------------------------------------------------------------------------------------
+# Independent forwards.
+
+def jax_batchnorm(x, gamma, beta, *, eps):
+    return (x - jnp.mean(x, axis=0)) * lax.rsqrt(jnp.var(x, axis=0) + eps) * gamma + beta
+
+
+def jax_spatial_batchnorm(x, gamma, beta, *, eps):
+    axes = (0, 2, 3)
+    mean, var = jnp.mean(x, axis=axes, keepdims=True), jnp.var(x, axis=axes, keepdims=True)
+    return (x - mean) * lax.rsqrt(var + eps) * gamma[:, None, None] + beta[:, None, None]
+
+
+def jax_layernorm(x, gamma, beta, *, eps):
+    mean, var = jnp.mean(x, axis=-1, keepdims=True), jnp.var(x, axis=-1, keepdims=True)
+    return gamma * (x - mean) / jnp.sqrt(var + eps) + beta
+
+
+def jax_groupnorm(x, gamma, beta, *, groups, eps):
+    n, c, h, w = x.shape
+    grouped = x.reshape(n, groups, c // groups * h * w)  # channel-major: a group is contiguous
+    mean, var = jnp.mean(grouped, axis=-1, keepdims=True), jnp.var(grouped, axis=-1, keepdims=True)
+    xhat = ((grouped - mean) * lax.rsqrt(var + eps)).reshape(x.shape)
+    return xhat * gamma[:, None, None] + beta[:, None, None]
+
+
+def jax_rmsnorm(x, gamma, *, eps):
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps) * gamma
+
+
+# ----------------------------------------------------------------------------------------
+# The error magnitude.
+#
+# The default scale |J|^T |dY| is blind to these layers' rounding error: the closed form
+# dx = (1/sigma)(g - mean(g) - xhat mean(g xhat)), g = gamma dy, is a difference of terms
+# of size |g|/sigma whose result can be far smaller (batchnorm with N = 2: J = 0 up to eps,
+# yet the computed dx is the rounding residue of those terms). So the magnitude sums the
+# absolute values of every term a backward adds up, plus the first-order effect of the
+# rounding of the statistics, u = unit roundoff, per group:
+#
+# 1. The terms. The closed form adds |g_i|, mean|g| and |xhat_i| mean|g xhat|. The staged
+#    backward (batchnorm.md) forms dx1 = g/sigma - xhat mean(g xhat)/sigma, then
+#    dx = dx1 - mean(dx1), whose mean adds mean|g| + mean|xhat| mean|g xhat|. Both are
+#    correct derivations, so the magnitude is the union:
+#        S_dx = (|g_i| + mean|g| + (|xhat_i| + mean|xhat|) mean|g xhat|) / sigma.
+# 2. The mean. mu is a sum of the group's x: its computed value is off by
+#    delta ~ u mean|x|, so every xhat of the group shifts by the same c = delta/sigma,
+#    c ~ u m with m = mean|x|/sigma (>> 1 when |mu| >> sigma: x = 1e4 + noise). A shift
+#    c of xhat changes the closed form by -(c/sigma)(mean(g xhat) + xhat_i mean(g)) + O(c^2),
+#    so S_dx gains m (mean|g xhat| + |xhat_i| mean|g|) / sigma, and xhat itself, hence
+#    the output and dgamma, gains m next to |xhat|. The O(c^2) term is left out: the bound
+#    is first order in u m. The strategy keeps m <= ~130, so c <~ 3e-5 in float32 and the
+#    c^2 term stays below 1e-3 tolerance units.
+# 3. The variance. It is the mean of squares of x - mu, computed after the subtraction
+#    (two passes), so its relative error is ~u: the shift c moves it by sigma^2 c^2 only.
+#    A relative error r of sigma scales xhat by (1 - r); the closed form then changes by
+#    (2r/sigma) xhat_i mean(g xhat), inside the |xhat_i| mean|g xhat| term of 1.
+#    (A one-pass mean(x^2) - mu^2 has relative error u m^2, not covered: such code is
+#    numerically unstable, and rejecting it on offset inputs is right; it is not in the
+#    mutant library because how far it lands outside the bound depends on the drawn m.)
+# 4. dgamma = sum dy xhat: terms |dy| (|xhat| + m); dbeta = sum dy: terms |dy|;
+#    y = gamma xhat + beta: terms |gamma| (|xhat| + m) + |beta|.
+#
+# rmsnorm subtracts no mean: no mean(g) term, no mean(dx1) (its staged backward ends
+# at dx1), and m = 0, as x / r has only relative errors ~u.
+#
+# What C = 8 (tolerance.C) absorbs: each term is a product of a few rounded factors, the
+# statistics among them (1/sigma carries the error of a mean of n squares), so a term's
+# own relative error is several u, not one, and grows slowly with the group size n
+# (log2 n for pairwise sums, sqrt(n) for random-sign rounding). For the menus' n <= 8 the
+# measured worst is 0.64 units (rmsnorm, whose S has no slack terms: with gamma_i = 0,
+# S_dx is the single product |xhat_i| mean|g xhat| / r) and 0.22 for the centred layers.
+
+def _normalisation_magnitude(group_mean, *, centred):
+    """The magnitude for a layer normalising over the groups ``group_mean`` averages.
+
+    ``group_mean(t, hyper)``: each element replaced by the mean of its group (t's shape).
+    Every layer here keeps its feature (channel) axis at 1: gamma and beta broadcast
+    along it, and dgamma, dbeta sum over the others.
+    """
+    def magnitude(f, arrays, hyper, dout):
+        x, gamma = arrays[0], arrays[1]
+        mean = lambda t: group_mean(t, hyper)  # noqa: E731
+        channels = (1, gamma.shape[0]) + (1,) * (x.ndim - 2)
+        per_channel = lambda t: jnp.sum(t, axis=(0, *range(2, t.ndim)))  # noqa: E731
+        abs_gamma, abs_dout = jnp.abs(gamma).reshape(channels), jnp.abs(dout)
+
+        d = x - mean(x) if centred else x
+        sigma = jnp.sqrt(mean(d * d) + hyper["eps"])
+        abs_xhat = jnp.abs(d) / sigma
+        abs_g = abs_gamma * abs_dout
+        g_xhat = mean(abs_g * abs_xhat)  # mean|g xhat|
+        dx = abs_g + abs_xhat * g_xhat
+        m = 0.0
+        if centred:
+            m = mean(jnp.abs(x)) / sigma
+            mean_g = mean(abs_g)
+            dx = dx + mean_g + mean(abs_xhat) * g_xhat + m * (g_xhat + abs_xhat * mean_g)
+        out = abs_gamma * (abs_xhat + m)
+        grads = [dx / sigma, per_channel(abs_dout * (abs_xhat + m))]
+        if len(arrays) == 3:
+            out = out + jnp.abs(arrays[2]).reshape(channels)
+            grads.append(per_channel(abs_dout))
+        return out, tuple(grads)
+
+    return magnitude
+
+
+def _mean_over(axes):
+    def group_mean(t, hyper):
+        return jnp.broadcast_to(jnp.mean(t, axis=axes, keepdims=True), t.shape)
+    return group_mean
+
+
+def _group_mean_groupnorm(t, hyper):
+    n, c, h, w = t.shape
+    grouped = t.reshape(n, hyper["groups"], c // hyper["groups"] * h * w)
+    return jnp.broadcast_to(jnp.mean(grouped, axis=-1, keepdims=True), grouped.shape).reshape(t.shape)
+
+
+_batch_magnitude = _normalisation_magnitude(_mean_over((0,)), centred=True)
+_spatial_magnitude = _normalisation_magnitude(_mean_over((0, 2, 3)), centred=True)
+_row_magnitude = _normalisation_magnitude(_mean_over((1,)), centred=True)
+_group_magnitude = _normalisation_magnitude(_group_mean_groupnorm, centred=True)
+_rms_magnitude = _normalisation_magnitude(_mean_over((1,)), centred=False)
+
+
+# ----------------------------------------------------------------------------------------
+# Inputs.
+#
+# x is built, not filtered: x = scale * (shift + s * a), with a in [0.25, 2] drawn per
+# element and s = +-1 alternating along every axis (a checkerboard). Each group of two or
+# more elements then has values on both sides of scale * shift, so its variance is at
+# least ~scale^2/16: never the accidental 0 of a constant column, whose mean's rounding
+# (relative to sigma = sqrt(eps)) the first-order bound does not cover. Small variance
+# comes on purpose: scale down to 1e-3 against eps up to 0.1 gives var << eps. The shift
+# (|shift| <= 30, so mean|x|/sigma <= ~130) exercises the mean's rounding term. Groups of
+# one element (batchnorm N = 1, layernorm D = 1, groupnorm G = C with H = W = 1) are the
+# deliberate degenerate case: var = 0 exactly, y = beta, dx = 0.
+
+SHIFT = 30.0
+
+# (N, D): N = 2 is the smallest meaningful batch (there xhat = +-1 and J is 0 up to eps);
+# N = 1 is degenerate; D = 1 and a taller batch.
+BATCH_MENU = (((2, 3), {}), ((1, 3), {}), ((4, 1), {}), ((6, 2), {}))
+# (N, D) for layernorm and rmsnorm: an empty batch, D = 1 (degenerate for layernorm).
+ROW_MENU = (((2, 3), {}), ((0, 4), {}), ((3, 1), {}), ((4, 5), {}))
+# (N, C, H, W): N*H*W = 1 (degenerate), H = W = 1, N = 1 with an image.
+SPATIAL_MENU = (((2, 3, 2, 2), {}), ((1, 2, 1, 1), {}), ((3, 2, 1, 1), {}), ((1, 2, 3, 2), {}))
+# (N, C, H, W), groups: G = 1 (layernorm over (C, H, W)), G = C (instance norm), groups
+# of one element (G = C, H = W = 1), an empty batch.
+GROUP_MENU = (((2, 4, 2, 2), {"groups": 2}), ((2, 3, 1, 2), {"groups": 1}),
+              ((1, 4, 2, 1), {"groups": 4}), ((2, 2, 1, 1), {"groups": 2}),
+              ((0, 2, 2, 2), {"groups": 1}))
+
+
+def _checkerboard(shape) -> np.ndarray:
+    return (-1.0) ** np.indices(shape).sum(axis=0)
+
+
+def normalisation_inputs(menu, *, n_params=2):
+    """(x, gamma[, beta]), {"eps": ..., **static}: x as described above, eps in [1e-5, 0.1].
+
+    The array strategies are built once per menu entry, not per draw: hypothesis validates
+    a strategy the first time it draws from it, which would otherwise cost every example.
+    """
+    entries = tuple(
+        (shape, static, arrays(shape, low=0.25, high=2.0), st.tuples(*[arrays((shape[1],))] * n_params))
+        for shape, static in menu)
+
+    @st.composite
+    def draw_inputs(draw):
+        shape, static, spread, params = draw(st.sampled_from(entries))
+        shift = draw(floats(-SHIFT, SHIFT))
+        scale = 10.0 ** draw(st.floats(-3.0, 1.0))
+        x = scale * (shift + _checkerboard(shape) * draw(spread))
+        eps = 10.0 ** draw(st.floats(-5.0, -1.0))
+        return (x, *draw(params)), {"eps": eps, **static}
+
+    return draw_inputs()
+
+
+def _bench(x_shape, n_params=2, **static):
+    """A realistic size for make bench: standard-normal x, gamma, beta, eps = 1e-5."""
+    def bench(rng):
+        params = tuple(rng.standard_normal(x_shape[1]) for _ in range(n_params))
+        return BenchCase((rng.standard_normal(x_shape), *params), {"eps": 1e-5, **static})
+    return bench
+
+
+batchnorm = Layer("batchnorm", ref.batchnorm_forward, ref.batchnorm_backward, jax_batchnorm,
+                  normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, linear_in=(1, 2),
+                  bench=_bench((256, 1024)))
+batchnorm_alt = Layer("batchnorm_alt", ref.batchnorm_alt_forward, ref.batchnorm_alt_backward, jax_batchnorm,
+                      normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, linear_in=(1, 2),
+                      bench=_bench((256, 1024)))
+spatial_batchnorm = Layer("spatial_batchnorm", ref.spatial_batchnorm_forward, ref.spatial_batchnorm_backward,
+                          jax_spatial_batchnorm, normalisation_inputs(SPATIAL_MENU),
+                          magnitude=_spatial_magnitude, linear_in=(1, 2),
+                          bench=_bench((32, 64, 32, 32)))
+layernorm = Layer("layernorm", ref.layernorm_forward, ref.layernorm_backward, jax_layernorm,
+                  normalisation_inputs(ROW_MENU), magnitude=_row_magnitude, per_example=True, linear_in=(1, 2),
+                  bench=_bench((256, 1024)))
+groupnorm = Layer("groupnorm", ref.groupnorm_forward, ref.groupnorm_backward, jax_groupnorm,
+                  normalisation_inputs(GROUP_MENU), magnitude=_group_magnitude, per_example=True,
+                  linear_in=(1, 2), bench=_bench((32, 64, 32, 32), groups=8))
+rmsnorm = Layer("rmsnorm", ref.rmsnorm_forward, ref.rmsnorm_backward, jax_rmsnorm,
+                normalisation_inputs(ROW_MENU, n_params=1), magnitude=_rms_magnitude, per_example=True,
+                linear_in=(1,), bench=_bench((256, 1024), n_params=1))
+
+
+# ----------------------------------------------------------------------------------------
+# Correct variants: other derivations of the same gradients, which the verifier must accept.
+
+def _batchnorm_backward_per_feature(dout, cache):
+    """The textbook sum form, one feature (column) at a time:
+    dx = (gamma/sigma)/N (N dy - sum(dy) - xhat sum(dy xhat))."""
+    n = dout.shape[0]
+    dx = np.empty_like(dout)
+    for j in range(dout.shape[1]):
+        dy, xhat = dout[:, j], cache.xhat[:, j]
+        dx[:, j] = cache.gamma[0, j] * cache.inv_std[0, j] / n * (n * dy - dy.sum() - xhat * (dy * xhat).sum())
+    return dx, (dout * cache.xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def _spatial_via_batchnorm(dout, cache):
+    """spatial_batchnorm is batchnorm of the (N*H*W, C) matrix: move C last, use the staged graph."""
+    n, c, h, w = dout.shape
+    rows = lambda t: t.transpose(0, 2, 3, 1).reshape(n * h * w, c)  # noqa: E731
+    flat = ref.NormCache(rows(cache.xmu), cache.inv_std.reshape(1, c), rows(cache.xhat),
+                         cache.gamma.reshape(1, c), (n * h * w, c), (0,), (0,))
+    dx, dgamma, dbeta = ref.batchnorm_backward(rows(dout), flat)
+    return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), dgamma, dbeta
+
+
+def _layernorm_via_batchnorm(dout, cache):
+    """Layernorm's rows are batchnorm's columns of x^T: run the staged batchnorm graph on
+    the transpose, with gamma folded into the upstream gradient (it varies along a row)."""
+    n, d = dout.shape
+    transposed = ref.NormCache(cache.xmu.T, cache.inv_std.T, cache.xhat.T, np.ones((1, n), dout.dtype),
+                               (d, n), (0,), (0,))
+    dx_t, _, _ = ref.batchnorm_backward((dout * cache.gamma).T, transposed)
+    return dx_t.T, (dout * cache.xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def _groupnorm_loop_over_groups(dout, cache):
+    """One group of channels at a time, each example's block (C/G, H, W) as a flat vector."""
+    n, c, h, w = dout.shape
+    groups = cache.xhat.shape[1]
+    per = c // groups
+    dx = np.empty_like(dout)
+    for k in range(groups):
+        block = slice(k * per, (k + 1) * per)
+        g = (dout[:, block] * cache.gamma[0, k]).reshape(n, per * h * w)
+        xhat = cache.xhat[:, k].reshape(n, per * h * w)
+        dxhat = g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True)
+        dx[:, block] = (cache.inv_std[:, k].reshape(n, 1) * dxhat).reshape(n, per, h, w)
+    xhat = cache.xhat.reshape(dout.shape)
+    return dx, (dout * xhat).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
+
+
+def _rmsnorm_staged(dout, cache):
+    """Back through ms = mean(x^2), inv = (ms + eps)^(-1/2), xhat = x * inv, y = gamma xhat."""
+    d = dout.shape[1]
+    dxhat = dout * cache.gamma
+    dinv = (dxhat * cache.xmu).sum(axis=1, keepdims=True)  # xmu is x itself for rmsnorm
+    dms = -0.5 * dinv * cache.inv_std ** 3  # d(1/sqrt(ms + eps))/dms = -(1/2) inv^3
+    return dxhat * cache.inv_std + 2.0 * cache.xmu * dms / d, (dout * cache.xhat).sum(axis=0)
+
+
+VARIANTS = (
+    Variant("batchnorm", "closed_form", "batchnorm_alt's closed form on batchnorm's cache",
+            ref.batchnorm_alt_backward),
+    Variant("batchnorm_alt", "staged", "batchnorm's staged graph walk", ref.batchnorm_backward),
+    Variant("batchnorm_alt", "per_feature_sums", "the sum form, one feature at a time",
+            _batchnorm_backward_per_feature),
+    Variant("spatial_batchnorm", "via_batchnorm", "batchnorm's staged graph on the (N*H*W, C) matrix",
+            _spatial_via_batchnorm),
+    Variant("layernorm", "via_batchnorm", "batchnorm's staged graph on x^T, gamma folded into dy",
+            _layernorm_via_batchnorm),
+    Variant("groupnorm", "loop_over_groups", "explicit loop over the channel groups", _groupnorm_loop_over_groups),
+    Variant("rmsnorm", "staged", "graph walk through mean(x^2) and (ms + eps)^(-1/2)", _rmsnorm_staged),
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Mutants: the bugs the verifier must reject.
+
+def _staged_batchnorm(*, mean_path=True, variance_path=True, var_divisor=lambda n: n):
+    """batchnorm's staged backward with a path through the graph cut or a wrong divisor."""
+    def backward(dout, c):
+        n = dout.shape[0]
+        dxhat = dout * c.gamma
+        dxmu = dxhat * c.inv_std
+        if variance_path:
+            dvar = -0.5 * (dxhat * c.xmu).sum(axis=0, keepdims=True) * c.inv_std ** 3
+            dxmu = dxmu + 2.0 * c.xmu * dvar / var_divisor(n)
+        dx = dxmu - dxmu.sum(axis=0, keepdims=True) / n if mean_path else dxmu
+        return dx, (dout * c.xhat).sum(axis=0), dout.sum(axis=0)
+    return backward
+
+
+def _closed_batchnorm(*, mean_term=True, projection_term=True):
+    """The closed form with a term missing."""
+    def backward(dout, c):
+        g = dout * c.gamma
+        dxhat = g
+        if mean_term:
+            dxhat = dxhat - g.mean(axis=0, keepdims=True)
+        if projection_term:
+            dxhat = dxhat - c.xhat * (g * c.xhat).mean(axis=0, keepdims=True)
+        return c.inv_std * dxhat, (dout * c.xhat).sum(axis=0), dout.sum(axis=0)
+    return backward
+
+
+def _with_cache(backward, **changes):
+    """A correct backward fed a cache with fields replaced: the statistics over the wrong axes."""
+    return lambda dout, cache: backward(dout, cache._replace(**changes))
+
+
+def _layernorm_gamma_outside(dout, c):
+    """gamma applied after the projection, as if constant along the row (it is per feature)."""
+    dx = c.gamma * c.inv_std * (dout - dout.mean(axis=1, keepdims=True)
+                                - c.xhat * (dout * c.xhat).mean(axis=1, keepdims=True))
+    return dx, (dout * c.xhat).sum(axis=0), dout.sum(axis=0)
+
+
+def _batchnorm_dgamma_without_xhat(dout, cache):
+    dx, _, dbeta = ref.batchnorm_backward(dout, cache)
+    return dx, dbeta.copy(), dbeta
+
+
+def _spatial_dbeta_spatial_mean(dout, cache):
+    dx, dgamma, _ = ref.spatial_batchnorm_backward(dout, cache)
+    return dx, dgamma, dout.mean(axis=(2, 3)).sum(axis=0)
+
+
+MUTANTS = (
+    Mutant("batchnorm", "mean_path_dropped", "dx misses the gradient through mu (the -mean(dx1) step)",
+           _staged_batchnorm(mean_path=False)),
+    Mutant("batchnorm", "variance_path_dropped", "sigma treated as a constant: no gradient through var",
+           _staged_batchnorm(variance_path=False)),
+    Mutant("batchnorm", "unbiased_variance", "the var step divides by N - 1, as the unbiased variance",
+           _staged_batchnorm(var_divisor=lambda n: max(n - 1, 1))),
+    Mutant("batchnorm", "dgamma_without_xhat", "dgamma = sum dy, forgetting the xhat factor",
+           _batchnorm_dgamma_without_xhat),
+    Mutant("batchnorm_alt", "missing_mean_term", "dx = (gamma/sigma)(dy - xhat mean(dy xhat)): no -mean(dy)",
+           _closed_batchnorm(mean_term=False)),
+    Mutant("batchnorm_alt", "missing_projection_term", "dx = (gamma/sigma)(dy - mean(dy)): no xhat mean(dy xhat)",
+           _closed_batchnorm(projection_term=False)),
+    Mutant("batchnorm_alt", "dbeta_mean", "dbeta = mean of dy over the batch instead of its sum",
+           lambda dout, c: (*ref.batchnorm_alt_backward(dout, c)[:2], dout.mean(axis=0))),
+    Mutant("spatial_batchnorm", "batch_axis_only", "statistics' gradient over N only, forgetting H and W",
+           _with_cache(ref.spatial_batchnorm_backward, stat_axes=(0,))),
+    Mutant("spatial_batchnorm", "dbeta_spatial_mean", "dbeta averages over H, W instead of summing",
+           _spatial_dbeta_spatial_mean),
+    Mutant("layernorm", "batch_axis", "the backward normalises over the batch axis, as batchnorm",
+           _with_cache(ref.layernorm_backward, stat_axes=(0,))),
+    Mutant("layernorm", "gamma_outside_means", "gamma factored out of the means, as if it were a scalar",
+           _layernorm_gamma_outside),
+    Mutant("groupnorm", "all_channels", "the backward reduces over all channels (as groups = 1)",
+           _with_cache(ref.groupnorm_backward, stat_axes=(1, 2, 3, 4))),
+    Mutant("groupnorm", "per_channel", "the backward reduces over (H, W) only (as groups = C)",
+           _with_cache(ref.groupnorm_backward, stat_axes=(3, 4))),
+    Mutant("rmsnorm", "rms_constant", "r treated as a constant: dx = gamma dy / r",
+           lambda dout, c: (dout * c.gamma * c.inv_std, (dout * c.xhat).sum(axis=0))),
+    Mutant("rmsnorm", "centred", "layernorm's backward, subtracting a mean that rmsnorm never took",
+           lambda dout, c: ref.layernorm_backward(dout, c)[:2]),
+)
