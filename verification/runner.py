@@ -115,13 +115,15 @@ class _ExampleFailed(Exception):
 
 def check_layer(layer: Layer, *, max_examples: int = 50, seed: int = 0,
                 dtypes=("float64", "float32"), jacobian_budget: int = oracles.JACOBIAN_BUDGET_BYTES,
-                progress: Callable[[str, str, int], None] | None = None) -> LayerReport:
+                shrink: bool = True, progress: Callable[[str, str, int], None] | None = None) -> LayerReport:
     """Prove ``layer``'s backward on ``max_examples`` hypothesis examples per dtype.
 
     Returns a ``LayerReport``: per check and dtype the examples run and the worst error
     in tolerance units; for a failure, the minimal example hypothesis shrank to, with
     its shapes, the check, the gradient, the worst index, expected vs actual, and a
-    reproducer. ``progress(layer, dtype, examples_so_far)`` is called as examples run.
+    reproducer. ``shrink=False`` reports the first failing example as found (faster, when
+    only pass/fail matters). ``progress(layer, dtype, examples_so_far)`` is called as
+    examples run.
     """
     report = LayerReport(layer.name)
     started = time.perf_counter()
@@ -133,7 +135,7 @@ def check_layer(layer: Layer, *, max_examples: int = 50, seed: int = 0,
 
         @settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
                   report_multiple_bugs=False, verbosity=Verbosity.quiet, print_blob=False,
-                  phases=(Phase.explicit, Phase.generate, Phase.shrink),
+                  phases=(Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ()),
                   suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large,
                                          HealthCheck.large_base_example))
         @given(example=layer.inputs, cotangent_seed=st.integers(0, 2**32 - 1))
