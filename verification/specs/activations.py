@@ -1,0 +1,285 @@
+"""JAX specifications of the activations (``reference/activations.py``).
+
+Each forward is JAX's own function (``jax.nn.relu``, ``jax.nn.gelu``, ...), not the NumPy
+formula. Where JAX's *default* derivative rule is inaccurate in float64 the spec asks the
+lax primitive for its accurate one (``accuracy=HIGHEST``) or uses the definition directly,
+so that the oracle, not the layer, is never the inaccurate side. Measured against 80-bit
+long-double values with the magnitude below, over |x| <= 40:
+
+* ``jax.nn.sigmoid`` differentiates as s (1 - s), ``jnp.tanh`` as (1 + t)(1 - t),
+  ``jnp.expm1`` (inside ``jax.nn.elu``) as expm1(x) + 1: each cancels in saturation, up to
+  10^13 tolerance units at |x| = 37 (past half a unit from |x| = 1.8 for tanh, 3.6 for
+  sigmoid, 5 for elu). ``lax.logistic``/``lax.tanh``/
+  ``lax.expm1`` with ``accuracy=HIGHEST`` differentiate as s(x) s(-x), 4 s(2x) s(-2x) and
+  e^x: within 0.2 units everywhere.
+* ``jax.nn.softplus`` differentiates as exp(x - softplus(x)), which loses |x| ulp (1 unit
+  at x = 30); the definition log1p(exp(x)) differentiates as e^x / (1 + e^x), within 0.15
+  units (and does not overflow in float64 for |x| < 709, far beyond the strategy's range).
+* ``jax.nn.gelu(approximate=True)`` differentiates tanh the default way (3 units at x = 6)
+  and computes 1 + tanh(u), which cancels for x < -2.3 (its float64 *forward* is off by
+  10^14 units at x = -7). The spec writes the definition x/2 (1 + tanh u) with the accurate
+  tanh, whose forward still cancels there: its inputs stay above -1.5 (0.2 units there,
+  0.3 at -2, 3 at -3, before the reference's own error), and the reference's negative
+  tail, where it uses x s(2u) instead, is checked against 60-digit decimal arithmetic in
+  tests/layers/test_activations.py.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from jax import lax
+
+from reference import activations as ref
+from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.strategies import VALUE_BOUND, floats
+
+# Any shape: a matrix, a single element, an empty batch, rank 3.
+SHAPES = ((4, 3), (1, 1), (0, 3), (2, 3, 2))
+WIDE = 30.0
+"""Half the entries are drawn from [-2, 2], where the curves bend, half from [-30, 30], where
+they saturate: s(30) rounds to 1 in float32 (so s (1 - s) would be 0) and e^-30 is far
+below float32's eps, so a backward that is not stable there fails."""
+KINK_GAP = 0.05
+"""relu, leaky_relu and elu entries stay at least this far from the kink at 0 (by
+construction: drawn from [-bound, -0.05] or [0.05, bound]). The derivative at 0
+is a convention, pinned in the tests rather than proved; the finite-difference check moves
+an entry by h |t| <= 2^-12 * 5 ~ 1.2e-3, 40 times less than the gap."""
+GELU_TANH_LOW = -1.5
+"""gelu_tanh inputs stay above this: see the module docstring."""
+HIGHEST = lax.AccuracyMode.HIGHEST
+
+
+def jax_relu(x):
+    return jax.nn.relu(x)
+
+
+def jax_leaky_relu(x, *, slope):
+    return jax.nn.leaky_relu(x, negative_slope=slope)
+
+
+def jax_elu(x, *, alpha):
+    return jnp.where(x > 0, x, alpha * lax.expm1(jnp.minimum(x, 0.0), accuracy=HIGHEST))
+
+
+def jax_sigmoid(x):
+    return lax.logistic(x, accuracy=HIGHEST)
+
+
+def jax_tanh(x):
+    return lax.tanh(x, accuracy=HIGHEST)
+
+
+def jax_softplus(x):
+    return jnp.log1p(jnp.exp(x))
+
+
+def jax_gelu(x):
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _gelu_tanh_u(x):
+    return math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
+
+
+def jax_gelu_tanh(x):
+    return 0.5 * x * (1.0 + lax.tanh(_gelu_tanh_u(x), accuracy=HIGHEST))
+
+
+def jax_silu(x):
+    return x * lax.logistic(x, accuracy=HIGHEST)
+
+
+# ----------------------------------------------------------------------------------------
+# The error magnitude.
+#
+# The default scales treat the output and the gradient differently: the output's is
+# |y| + |f'(x)| |x|, its own rounding plus x known to relative eps (the condition of f);
+# the gradient's is |J|^T |dY| = |f'(x) dY| only. For a linear layer that is enough: J does
+# not depend on x. Here it does, and two things escape |f'(x) dY|:
+#
+# 1. The condition of f'. A backward computes f'(x) through rounded intermediates (x / sqrt 2,
+#    2u, e^-|x|, ...), as if evaluating f' at a perturbed x, so the gradient g = f'(x) dY
+#    gets the output's treatment: |g| + |dg/dx| |x| = |f'(x) dY| + |f''(x) dY| |x|.
+# 2. The product rule. gelu, gelu_tanh and silu are f = x G(x) with a gate G (Phi, s(2u),
+#    s), and every derivation (JAX's too) computes f' = G + x G' as a sum of two terms.
+#    They cancel where f' crosses 0 (x = -0.75 for gelu, -1.28 for silu) and partly around
+#    f's inflexion (x = -1.42 for gelu_tanh, where f'' = 0 and 1. adds nothing); their
+#    rounding is a few eps (|G| + |x G'|), not a few eps |f'|. For these three layers
+#    |G| + |x G'| stands for |f'| in 1.
+#
+# With the default scales correct float64 backwards fail (gelu 1.1 units, silu 2.5: there
+# even JAX's vjp and jacobian disagree beyond the bound); with 1. alone gelu_tanh reaches
+# 0.8 units on a dense grid, with 2. as well 0.5. The Jacobian is diagonal, so every term
+# comes from forward mode, one jvp each, at any size.
+
+def _elementwise_magnitude(f, arrays, hyper, dout, *, gate=None):
+    (x,) = arrays
+    ones = jnp.ones_like(x)
+    out, slope = jax.jvp(f, (x,), (ones,))
+
+    def grad(at):
+        return jax.vjp(f, at)[1](dout)[0]
+
+    _, grad_slope = jax.jvp(grad, (x,), (jnp.abs(x),))  # f''(x) dY |x|
+    if gate is None:
+        terms = jnp.abs(slope)
+    else:
+        g, dg = jax.jvp(gate, (x,), (ones,))
+        terms = jnp.abs(g) + jnp.abs(x * dg)
+    return jnp.abs(out) + jnp.abs(slope * x), (terms * jnp.abs(dout) + jnp.abs(grad_slope),)
+
+
+def _gelu_tanh_gate(x):
+    return 0.5 * (1.0 + lax.tanh(_gelu_tanh_u(x), accuracy=HIGHEST))
+
+
+_gelu_magnitude = functools.partial(_elementwise_magnitude, gate=jax.scipy.special.ndtr)
+_gelu_tanh_magnitude = functools.partial(_elementwise_magnitude, gate=_gelu_tanh_gate)
+_silu_magnitude = functools.partial(_elementwise_magnitude, gate=jax_sigmoid)
+
+
+# ----------------------------------------------------------------------------------------
+# Strategies.
+
+def _either_sign(low, high):
+    return st.one_of(floats(low, high), floats(-high, -low))
+
+
+SMOOTH = st.one_of(floats(), floats(-WIDE, WIDE))
+AWAY_FROM_KINK = st.one_of(_either_sign(KINK_GAP, VALUE_BOUND), _either_sign(KINK_GAP, WIDE))
+GELU_TANH_RANGE = st.one_of(floats(), floats(GELU_TANH_LOW, WIDE))
+
+
+@st.composite
+def activation_inputs(draw, elements, **hyper):
+    """x of a shape from SHAPES with the given elements; float hyperparameters (traced: free)."""
+    shape = draw(st.sampled_from(SHAPES))
+    x = draw(hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing()))
+    return (x,), {name: draw(values) for name, values in hyper.items()}
+
+
+def _activation(name, jax_forward, inputs, magnitude=_elementwise_magnitude, **bench_hyper):
+    def bench(rng):
+        """A transformer MLP's hidden layer: x of (256, 4096), N(0, 3^2), across the curve's bend."""
+        return BenchCase((3.0 * rng.standard_normal((256, 4096)),), bench_hyper)
+
+    return Layer(name, getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"), jax_forward,
+                 inputs, magnitude=magnitude, per_example=True, bench=bench)
+
+
+relu = _activation("relu", jax_relu, activation_inputs(AWAY_FROM_KINK))
+# slope 0 (relu) and 1 (the identity) are the ends of the range.
+leaky_relu = _activation("leaky_relu", jax_leaky_relu, activation_inputs(AWAY_FROM_KINK, slope=floats(0.0, 1.0)),
+                         slope=0.01)
+elu = _activation("elu", jax_elu, activation_inputs(AWAY_FROM_KINK, alpha=floats(0.05, 3.0)), alpha=1.0)
+sigmoid = _activation("sigmoid", jax_sigmoid, activation_inputs(SMOOTH))
+tanh = _activation("tanh", jax_tanh, activation_inputs(SMOOTH))
+softplus = _activation("softplus", jax_softplus, activation_inputs(SMOOTH))
+gelu = _activation("gelu", jax_gelu, activation_inputs(SMOOTH), _gelu_magnitude)
+gelu_tanh = _activation("gelu_tanh", jax_gelu_tanh, activation_inputs(GELU_TANH_RANGE), _gelu_tanh_magnitude)
+silu = _activation("silu", jax_silu, activation_inputs(SMOOTH), _silu_magnitude)
+
+
+# ----------------------------------------------------------------------------------------
+# Correct variants: other ways to write the same derivatives, which the verifier must accept.
+
+def _relu_backward_mask(dout, cache):
+    return (dout * (cache.x > 0),)
+
+
+def _leaky_relu_backward_slopes(dout, cache):
+    return (dout * np.where(cache.x >= 0, 1.0, cache.slope).astype(dout.dtype),)
+
+
+def _tanh_backward_sech(dout, cache):
+    """sech^2 x = 1 / cosh^2 x: cosh is accurate to an ulp and overflows only past |x| = 89 (float32)."""
+    return (dout / np.square(np.cosh(cache.x)),)
+
+
+def _sigmoid_backward_product(dout, cache):
+    """s(x) s(-x), each factor from the stable forward."""
+    x = cache.x
+    return (ref.sigmoid_forward(x)[0] * ref.sigmoid_forward(-x)[0] * dout,)
+
+
+VARIANTS = (
+    Variant("relu", "mask", "dx = dout * (x > 0), a boolean mask", _relu_backward_mask),
+    Variant("leaky_relu", "slopes", "dout times an array of local slopes", _leaky_relu_backward_slopes),
+    Variant("tanh", "sech", "1 / cosh^2 x instead of 4 s(2x) s(-2x)", _tanh_backward_sech),
+    Variant("sigmoid", "product", "s(x) * s(-x) from two stable forwards", _sigmoid_backward_product),
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Mutants: the bugs a student or a kernel author writes; the verifier must reject each one.
+
+def _logistic(z):
+    return ref.sigmoid_forward(z)[0]
+
+
+def _logistic_slope(z):
+    return _logistic(z) * _logistic(-z)
+
+
+def _elu_backward_output(dout, cache):
+    """The 'y + alpha' shortcut with alpha forgotten: y = alpha (e^x - 1) where e^x was meant."""
+    x = cache.x
+    return (np.where(x > 0, dout, cache.alpha * np.expm1(np.minimum(x, 0)) * dout),)
+
+
+def _gelu_tanh_backward_without_cubic(dout, cache):
+    """u' taken as sqrt(2/pi), the derivative of the linear part of u only."""
+    x = cache.x
+    two_u = 2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
+    return ((_logistic(two_u) + x * 2 * math.sqrt(2 / math.pi) * _logistic_slope(two_u)) * dout,)
+
+
+def _gelu_tanh_backward_exact(dout, cache):
+    """The exact GELU's derivative for the tanh approximation: off by ~1e-3, far above rounding."""
+    return ref.gelu_backward(dout, ref.gelu_forward(cache.x)[1])
+
+
+MUTANTS = (
+    Mutant("relu", "passes_negatives", "dx = dout everywhere: the mask is forgotten",
+           lambda dout, c: (dout.copy(),)),
+    Mutant("relu", "mask_from_dout", "masks where dout > 0 instead of where x > 0",
+           lambda dout, c: (np.where(dout > 0, dout, 0),)),
+    Mutant("leaky_relu", "slope_on_wrong_side", "slope applied where x >= 0, 1 where x < 0",
+           lambda dout, c: (np.where(c.x >= 0, c.slope * dout, dout),)),
+    Mutant("leaky_relu", "negatives_dropped", "relu's backward: dx = 0 where x < 0, slope forgotten",
+           lambda dout, c: (np.where(c.x >= 0, dout, 0),)),
+    Mutant("elu", "alpha_times_x", "alpha x instead of alpha e^x on the negative side",
+           lambda dout, c: (np.where(c.x > 0, dout, c.alpha * c.x * dout),)),
+    Mutant("elu", "output_not_plus_alpha", "y instead of y + alpha on the negative side",
+           _elu_backward_output),
+    Mutant("sigmoid", "s_not_s_one_minus_s", "s' = s instead of s (1 - s)",
+           lambda dout, c: (_logistic(c.x) * dout,)),
+    Mutant("sigmoid", "slope_of_output", "s'(y) instead of s'(x): the cached output taken for x",
+           lambda dout, c: (_logistic_slope(_logistic(c.x)) * dout,)),
+    Mutant("tanh", "one_minus_x_squared", "1 - x^2 instead of 1 - tanh^2 x",
+           lambda dout, c: ((1 - np.square(c.x)) * dout,)),
+    Mutant("tanh", "square_forgotten", "1 - tanh x instead of 1 - tanh^2 x",
+           lambda dout, c: ((1 - np.tanh(c.x)) * dout,)),
+    Mutant("softplus", "sigmoid_of_minus_x", "s(-x): the sign inside the exponential flipped",
+           lambda dout, c: (_logistic(-c.x) * dout,)),
+    Mutant("softplus", "sigmoid_again", "s'(x) = s(x) s(-x): the derivative of the derivative",
+           lambda dout, c: (_logistic_slope(c.x) * dout,)),
+    Mutant("gelu", "missing_x_pdf", "Phi(x) alone: the product rule's x phi(x) term dropped",
+           lambda dout, c: (c.cdf * dout,)),
+    Mutant("gelu", "pdf_without_x", "Phi(x) + phi(x): the factor x of the second term dropped",
+           lambda dout, c: ((c.cdf + np.exp(-0.5 * np.square(c.x)) / math.sqrt(2 * math.pi)) * dout,)),
+    Mutant("gelu_tanh", "cubic_term_dropped", "u' = sqrt(2/pi): the 0.134145 x^2 of u' forgotten",
+           _gelu_tanh_backward_without_cubic),
+    Mutant("gelu_tanh", "exact_gelu_derivative", "the erf GELU's derivative, off by ~1e-3",
+           _gelu_tanh_backward_exact),
+    Mutant("silu", "missing_x_term", "s(x) alone: the product rule's x s'(x) dropped",
+           lambda dout, c: (_logistic(c.x) * dout,)),
+    Mutant("silu", "missing_s_term", "x s'(x) alone: the product rule's s(x) dropped",
+           lambda dout, c: (c.x * _logistic_slope(c.x) * dout,)),
+)
