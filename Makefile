@@ -1,4 +1,4 @@
-# `make verify` (the main job) and `make test` each create .venv on a fresh machine.
+# `make verify` (the main job), `make test` and `make bench` each create .venv on a fresh machine.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: verify test mutants seeds clean
+.PHONY: verify test mutants seeds bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,14 @@ verify: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# the bench extra (matplotlib for the plot, threadpoolctl for the BLAS report) on top of .venv
+$(VENV)/.bench-installed: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) -m benchmarks $(ARGS)
 
 # The self-proof: every planted bug killed, every correct variant accepted (the kill matrix).
 mutants: $(STAMP)

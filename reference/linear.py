@@ -56,11 +56,14 @@ def linear_backward(dout: np.ndarray, cache: LinearCache) -> tuple[np.ndarray, n
     """dX = dY W^T, dW = X^T dY.
 
     dout: (N, M) -> (dx: (N, D), dw: (D, M)), in the forward's dtype.
-    The transposes are views: BLAS reads them in place, nothing is copied.
+    The transposes are views: BLAS reads them in place. dX is computed as its transpose,
+    W dY^T (D, N), then copied to C order: with a small batch OpenBLAS runs that operand
+    order about twice as fast as dY W^T (N = 64, D = M = 4096 on the 2-core machine,
+    float32 and float64), and the copy moves N*D entries against 2*N*D*M flops.
     """
     x, w = cache
     _validate.upstream(dout, (x.shape[0], w.shape[1]), x.dtype)
-    return dout @ w.T, x.T @ dout
+    return np.ascontiguousarray((w @ dout.T).T), x.T @ dout
 
 
 def affine_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, AffineCache]:
