@@ -93,8 +93,9 @@ def affine_backward(dout: np.ndarray, cache: AffineCache) -> tuple[np.ndarray, n
     """dX = unflat(dY W^T), dW = flat(X)^T dY, db = sum over the batch of dY.
 
     dout: (N, M) -> (dx: x's shape, dw: (D, M), db: (M,)), in the forward's dtype.
+    dX is computed as the linear layer's is (see ``linear_backward``).
     """
     x, w = cache
     _validate.upstream(dout, (x.shape[0], w.shape[1]), x.dtype)
-    flat = x.reshape(x.shape[0], w.shape[0])
-    return (dout @ w.T).reshape(x.shape), flat.T @ dout, dout.sum(axis=0)
+    dflat, dw = linear_backward(dout, LinearCache(x.reshape(x.shape[0], w.shape[0]), w))
+    return dflat.reshape(x.shape), dw, dout.sum(axis=0)

@@ -36,6 +36,8 @@ class CheckSummary:
             self.note = outcome.message
             return
         self.examples += 1
+        if outcome.status == "pass" and outcome.message:  # how it ran (e.g. a streamed Jacobian)
+            self.note = outcome.message
         if outcome.units is not None and (self.worst_units is None or outcome.units > self.worst_units):
             self.worst_units = outcome.units
         if outcome.status == "fail":
