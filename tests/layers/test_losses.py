@@ -1,0 +1,179 @@
+"""Layer-specific cases for reference/losses.py: extreme logits, the hinge's kink, dtypes, bad input."""
+import jax
+import numpy as np
+import pytest
+
+from reference.losses import (
+    bce_with_logits_backward, bce_with_logits_forward, mse_backward, mse_forward,
+    softmax_cross_entropy_backward, softmax_cross_entropy_forward, svm_hinge_backward, svm_hinge_forward,
+)
+from verification.specs.losses import jax_svm_hinge
+
+LABELS = np.array([0, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_cross_entropy_is_finite_and_exact_at_logits_of_1000(dtype):
+    """exp(1000) overflows even float64; after the max-shift nothing does."""
+    x = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 0.0]], dtype)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):  # exp(-2000) -> 0 is right
+        loss, cache = softmax_cross_entropy_forward(x, labels=np.array([0, 0]))
+        (dx,) = softmax_cross_entropy_backward(np.array(1.0, dtype), cache)
+    # row 0: label is the max, loss 0; row 1: loss = 1000 - (-1000) = 2000
+    assert loss == 1000.0
+    np.testing.assert_array_equal(dx, np.array([[0.0, 0.0, 0.0], [-0.5, 0.5, 0.0]], dtype))
+
+
+def test_softmax_cross_entropy_small_case():
+    """N = 1, C = 2: p = softmax(x), dx = (p - onehot) dL / N."""
+    x = np.array([[0.0, np.log(3.0)]])  # p = (1/4, 3/4)
+    loss, cache = softmax_cross_entropy_forward(x, labels=np.array([1]))
+    (dx,) = softmax_cross_entropy_backward(np.array(2.0), cache)
+    assert loss == pytest.approx(np.log(4.0 / 3.0))
+    np.testing.assert_allclose(dx, [[2 * 0.25, 2 * (0.75 - 1)]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bce_with_logits_is_finite_and_exact_at_logits_of_1000(dtype):
+    x = np.array([1000.0, -1000.0, 1000.0, -1000.0], dtype)
+    targets = np.array([1.0, 0.0, 0.0, 1.0])
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        loss, cache = bce_with_logits_forward(x, targets=targets)
+        (dx,) = bce_with_logits_backward(np.array(1.0, dtype), cache)
+    # right with confidence: loss 0; wrong with confidence: loss 1000, slope +-1
+    assert loss == (0 + 0 + 1000 + 1000) / 4
+    np.testing.assert_array_equal(dx, np.array([0.0, 0.0, 0.25, -0.25], dtype))
+
+
+def test_bce_with_logits_at_zero_logit_and_soft_target():
+    loss, cache = bce_with_logits_forward(np.array([0.0]), targets=np.array([0.25]))
+    (dx,) = bce_with_logits_backward(np.array(1.0), cache)
+    assert loss == pytest.approx(np.log(2.0))  # softplus(0) - 0.25 * 0
+    assert dx[0] == pytest.approx(0.5 - 0.25)
+
+
+def test_svm_hinge_at_the_kink_takes_jaxs_half_slope():
+    """Margin exactly 0: x_0 - x_1 + 1 = 0 - 1 + 1. jnp.maximum's derivative at a tie is 1/2."""
+    x, labels, dloss = np.array([[0.0, 1.0, -5.0]]), np.array([1]), np.array(3.0)
+    loss, cache = svm_hinge_forward(x, labels=labels)
+    (dx,) = svm_hinge_backward(dloss, cache)
+    assert loss == 0.0
+    np.testing.assert_array_equal(dx, [[1.5, -1.5, 0.0]])  # dL * (1/2, -1/2, 0)
+    jax_dx = jax.grad(lambda a: jax_svm_hinge(a, labels=labels))(x) * dloss
+    np.testing.assert_array_equal(dx, jax_dx)
+
+
+def test_svm_hinge_counts_active_margins_per_row():
+    """Row 0: both competitors beat the margin (count 2); row 1: neither does (count 0)."""
+    x = np.array([[0.0, 0.5, 2.0], [5.0, 0.0, 1.0]])
+    loss, cache = svm_hinge_forward(x, labels=np.array([0, 0]))
+    (dx,) = svm_hinge_backward(np.array(1.0), cache)
+    assert loss == pytest.approx((1.5 + 3.0) / 2)
+    np.testing.assert_array_equal(dx, [[-1.0, 0.5, 0.5], [0.0, 0.0, 0.0]])
+
+
+def test_mse_gradients_are_opposite_and_vanish_at_the_target():
+    x, y = np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[1.0, 0.0], [3.0, 5.0]])
+    loss, cache = mse_forward(x, y)
+    dx, dy = mse_backward(np.array(1.0), cache)
+    assert loss == (0 + 4 + 0 + 1) / 4
+    np.testing.assert_array_equal(dx, [[0.0, 1.0], [0.0, -0.5]])  # 2 (x - y) / 4
+    np.testing.assert_array_equal(dy, -dx)
+    assert not np.shares_memory(dx, dy)
+
+
+FORWARDS = {
+    "softmax_cross_entropy": (softmax_cross_entropy_forward, softmax_cross_entropy_backward,
+                              lambda dtype: ((np.ones((2, 3), dtype),), {"labels": LABELS})),
+    "svm_hinge": (svm_hinge_forward, svm_hinge_backward,
+                  lambda dtype: ((np.ones((2, 3), dtype),), {"labels": LABELS})),
+    "mse": (mse_forward, mse_backward, lambda dtype: ((np.ones((2, 3), dtype), np.zeros((2, 3), dtype)), {})),
+    "bce_with_logits": (bce_with_logits_forward, bce_with_logits_backward,
+                        lambda dtype: ((np.ones((2, 3), dtype),), {"targets": np.full((2, 3), 0.5)})),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FORWARDS))
+def test_loss_keeps_float32_and_is_a_0d_array(name):
+    forward, backward, example = FORWARDS[name]
+    arrays, hyper = example(np.float32)
+    loss, cache = forward(*arrays, **hyper)
+    assert isinstance(loss, np.ndarray) and loss.shape == () and loss.dtype == np.float32
+    grads = backward(np.array(1.0, np.float32), cache)
+    assert isinstance(grads, tuple) and len(grads) == len(arrays)
+    assert all(g.dtype == np.float32 and g.shape == a.shape for g, a in zip(grads, arrays))
+
+
+@pytest.mark.parametrize("name", sorted(FORWARDS))
+def test_loss_backward_takes_the_numpy_scalar_that_0d_arithmetic_returns(name):
+    forward, backward, example = FORWARDS[name]
+    arrays, hyper = example(np.float64)
+    loss, cache = forward(*arrays, **hyper)
+    dloss = loss * 0 + 1  # NumPy returns np.float64, not a 0-d array
+    assert isinstance(dloss, np.float64)
+    from_scalar = backward(dloss, cache)
+    for g, h in zip(from_scalar, backward(np.array(1.0), cache)):
+        np.testing.assert_array_equal(g, h)
+
+
+@pytest.mark.parametrize("dout, error, message", [
+    (1.0, TypeError, "dout must be a numpy.ndarray of floats, got float"),
+    (np.ones(1), ValueError, "dout has shape (1,) but the forward output has shape ()"),
+    (np.array(1.0, np.float32), TypeError, "dout has dtype float32 but the forward ran in float64"),
+])
+def test_loss_backward_rejects_bad_dloss(dout, error, message):
+    _, cache = softmax_cross_entropy_forward(np.ones((2, 3)), labels=LABELS)
+    with pytest.raises(error) as raised:
+        softmax_cross_entropy_backward(dout, cache)
+    assert message in str(raised.value)
+
+
+BAD_SCORES = [
+    ((np.ones((2, 3)),), {"labels": np.array([0, 3])}, ValueError,
+     "labels has entries in [0, 3] but they must lie in [0, 3) (class indices, C = 3)"),
+    ((np.ones((2, 3)),), {"labels": np.array([-1, 0])}, ValueError, "labels has entries in [-1, 0]"),
+    ((np.ones((2, 3)),), {"labels": np.array([0, 1, 2])}, ValueError,
+     "labels has shape (3,) but shape (2,) is expected"),
+    ((np.ones((2, 3)),), {"labels": np.array([0.0, 1.0])}, TypeError,
+     "labels must be a numpy.ndarray of integers, got dtype float64"),
+    ((np.ones(3),), {"labels": np.array([0])}, ValueError, "x has shape (3,) but a 2-d array (N, C) is expected"),
+    ((np.ones((0, 3)),), {"labels": np.zeros(0, int)}, ValueError,
+     "x has shape (0, 3) but the loss is a mean over the batch (N >= 1): at least one is needed"),
+    ((np.ones((2, 3), int),), {"labels": LABELS}, TypeError, "x has dtype int64 (shape (2, 3)) but a floating dtype"),
+]
+
+
+@pytest.mark.parametrize("forward", [softmax_cross_entropy_forward, svm_hinge_forward],
+                         ids=["softmax_cross_entropy", "svm_hinge"])
+@pytest.mark.parametrize("arrays, hyper, error, message", BAD_SCORES, ids=range(len(BAD_SCORES)))
+def test_score_losses_reject_bad_input(forward, arrays, hyper, error, message):
+    with pytest.raises(error) as raised:
+        forward(*arrays, **hyper)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("arrays, error, message", [
+    ((np.ones((2, 3)), np.ones((3, 2))), ValueError,
+     "y has shape (3, 2) but x has shape (2, 3): they must have the same shape"),
+    ((np.ones(3), np.ones(3, np.float32)), TypeError, "y has dtype float32 but x has dtype float64"),
+    ((np.ones((0, 2)), np.ones((0, 2))), ValueError,
+     "x has shape (0, 2) but the loss is a mean over x's elements: at least one is needed"),
+])
+def test_mse_rejects_bad_input(arrays, error, message):
+    with pytest.raises(error) as raised:
+        mse_forward(*arrays)
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize("x, targets, error, message", [
+    (np.ones(2), np.array([0.5, 1.5]), ValueError,
+     "targets (shape (2,)) has entries outside [0, 1], e.g. 1.5: they must be probabilities in [0, 1]"),
+    (np.ones(2), np.array([np.nan, 0.5]), ValueError, "outside [0, 1], e.g. nan"),
+    (np.ones(2), np.array([1, 0]), TypeError, "targets has dtype int64 (shape (2,)) but a floating dtype"),
+    (np.ones(2), np.ones(3), ValueError, "targets has shape (3,) but x has shape (2,)"),
+    (np.ones(0), np.ones(0), ValueError, "x has shape (0,) but the loss is a mean over x's elements"),
+])
+def test_bce_with_logits_rejects_bad_input(x, targets, error, message):
+    with pytest.raises(error) as raised:
+        bce_with_logits_forward(x, targets=targets)
+    assert message in str(raised.value)
