@@ -40,11 +40,12 @@ def test_seed_scale_jacobian_costs_are_the_seed_notes():
     assert dw["entries"] == 64 * 4096 * 4096 * 4096
 
 
-def test_seed_scale_case_runs_the_vjp_and_skips_the_jacobian():
-    report, _ = seed_scale_case(8, 256, 128)  # the full size runs in `make verify`
+def test_seed_scale_case_streams_the_jacobian_when_it_fits_in_time():
+    report, _ = seed_scale_case(8, 256, 128)  # the full size runs in `make verify`, where it is skipped
     assert report.passed
     assert report.check("vjp", "float32").examples == 1
-    assert report.check("jacobian", "float32").status == "skip"
+    jacobian = report.check("jacobian", "float32")
+    assert jacobian.examples == 1 and jacobian.note.startswith("streamed")
 
 
 def test_mutants_command_prints_the_kill_matrix(tmp_path, capsys):
