@@ -12,7 +12,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from . import oracles
-from .checks import CHECKS, ORACLE, Example, Outcome, examine
+from .checks import CHECKS, Example, Outcome, examine
 from .layer import Layer
 
 SMALL_EXAMPLE = 64  # arrays with at most this many elements are printed in full

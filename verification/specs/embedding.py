@@ -10,11 +10,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from reference import embedding as ref
 from verification.layer import BenchCase, Layer, Mutant, Variant
-from verification.strategies import arrays
+from verification.strategies import arrays, indices
 
 # ((V, D), indices' shape): 8 indices into 3 rows, 4 into 5 (repeats by chance), 3 into a
 # single row (all repeats), an empty (0, 3) batch, and a 0-d index (out is one row, (D,)).
@@ -28,8 +27,7 @@ def jax_embedding(w, *, indices):
 @st.composite
 def embedding_inputs(draw):
     (vocab, dim), index_shape = draw(st.sampled_from(EMBEDDING_SHAPES))
-    indices = draw(hnp.arrays(np.int64, index_shape, elements=st.integers(0, vocab - 1)))
-    return (draw(arrays((vocab, dim))),), {"indices": indices}
+    return (draw(arrays((vocab, dim))),), {"indices": draw(indices(index_shape, vocab))}
 
 
 def embedding_bench(rng, vocab=50_000, dim=512, index_shape=(64, 128)):

@@ -20,11 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 from reference import losses as ref
 from verification.layer import BenchCase, Layer, Mutant, Variant
-from verification.strategies import VALUE_BOUND, arrays, arrays_of, floats
+from verification.strategies import arrays, arrays_of, floats, indices, signed
 
 # (N, C): a single example, a single class (nothing to compete with), a batch larger than
 # the class count and one smaller.
@@ -108,26 +107,20 @@ def _bce_with_logits_magnitude(f, arrays, hyper, dout):
     return out_scale, (jnp.abs(dout) / x.size * (jax.nn.sigmoid(x) + t),)
 
 
-def _labels(n, c):
-    return hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1))
-
-
 @st.composite
 def softmax_cross_entropy_inputs(draw):
     n, c = draw(st.sampled_from(SCORE_SHAPES))
-    logits = st.one_of(floats(), floats(-WIDE_LOGIT, WIDE_LOGIT))
-    x = draw(hnp.arrays(np.float64, (n, c), elements=logits, fill=st.nothing()))
-    return (x,), {"labels": draw(_labels(n, c))}
+    x = draw(arrays((n, c), elements=st.one_of(floats(), floats(-WIDE_LOGIT, WIDE_LOGIT))))
+    return (x,), {"labels": draw(indices((n,), c))}
 
 
 @st.composite
 def svm_hinge_inputs(draw):
     """Scores built from the margins: x_iy drawn, then x_ij = x_iy - 1 + m_ij with |m_ij| >= KINK_GAP."""
     n, c = draw(st.sampled_from(SCORE_SHAPES))
-    labels = draw(_labels(n, c))
+    labels = draw(indices((n,), c))
     correct = draw(arrays((n,)))
-    margin = st.one_of(floats(-VALUE_BOUND, -KINK_GAP), floats(KINK_GAP, VALUE_BOUND))
-    margins = draw(hnp.arrays(np.float64, (n, c), elements=margin, fill=st.nothing()))
+    margins = draw(arrays((n, c), elements=signed(KINK_GAP)))
     x = correct[:, None] - 1.0 + margins
     x[np.arange(n), labels] = correct
     return (x,), {"labels": labels}
@@ -142,8 +135,7 @@ def mse_inputs(draw):
 @st.composite
 def bce_with_logits_inputs(draw):
     shape = draw(st.sampled_from(ELEMENTWISE_SHAPES))
-    logits = st.one_of(floats(), floats(-LARGE_LOGIT, LARGE_LOGIT))
-    x = draw(hnp.arrays(np.float64, shape, elements=logits, fill=st.nothing()))
+    x = draw(arrays(shape, elements=st.one_of(floats(), floats(-LARGE_LOGIT, LARGE_LOGIT))))
     return (x,), {"targets": draw(arrays(shape, low=0.0, high=1.0))}
 
 

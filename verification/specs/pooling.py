@@ -12,17 +12,15 @@ does at a tie is pinned by tests/layers/test_pooling.py.
 """
 from __future__ import annotations
 
-import math
 
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from jax import lax
 
 from reference import pooling as ref
 from verification.layer import BenchCase, Layer, Mutant, Variant
-from verification.strategies import VALUE_BOUND, arrays
+from verification.strategies import arrays, distinct_arrays
 from verification.tolerance import multilinear_magnitude
 
 # (x shape, hyperparameters); a stride left out defaults to the kernel. Arrays are small:
@@ -67,27 +65,9 @@ def jax_global_avg_pool(x):
 
 
 @st.composite
-def distinct_arrays(draw, shape):
-    """x = TIE_FREE_STEP * (size * coarse + fine): every two entries at least TIE_FREE_STEP apart.
-
-    coarse: free integers, as large as [-VALUE_BOUND, VALUE_BOUND] allows; fine: a
-    permutation of 0 .. size-1, which breaks every tie of coarse. Both shrink freely
-    (toward 0 and toward the identity); drawing unique floats instead makes hypothesis
-    reject most of its shrinking attempts.
-    """
-    size = math.prod(shape)
-    if size == 0:
-        return np.zeros(shape)
-    reach = int(VALUE_BOUND / (TIE_FREE_STEP * size)) - 1
-    coarse = draw(hnp.arrays(np.int64, shape, elements=st.integers(-reach, reach), fill=st.nothing()))
-    fine = np.array(draw(st.permutations(range(size)))).reshape(shape)
-    return TIE_FREE_STEP * (size * coarse + fine)
-
-
-@st.composite
 def max_pool_inputs(draw):
     shape, hyper = draw(st.sampled_from(POOL_CASES))
-    return (draw(distinct_arrays(shape)),), dict(hyper)
+    return (draw(distinct_arrays(shape, TIE_FREE_STEP)),), dict(hyper)
 
 
 @st.composite
