@@ -22,11 +22,20 @@ with, writing s(z) = 1 / (1 + e^-z) for the logistic function,
 At the kinks the derivative is a convention, the one JAX uses: relu'(0) = 0,
 leaky_relu'(0) = 1, elu'(0) = alpha.
 
+Where the work is done: each forward computes f'(x) beside f(x), from the exponentials
+it evaluates anyway, and caches it (``ActivationCache.derivative``, as dropout caches its
+scale), so every backward is the one product dout * f'(x), a single pass over memory. The
+forward pays for it: a few elementwise passes more and, for tanh, elu and gelu, one more
+exponential (f' from tanh x or expm1 x would cancel where |x| is large; erfc does not
+yield phi), and the cache owns an array of x's size where it would otherwise refer to x.
+
 Numerics (each page has the reasoning): s(z) and s(z) s(-z) are computed from
 e = exp(-|z|), which never overflows, as s = (1 or e) / (1 + e) and s(z) s(-z) = e / (1 + e)^2;
 the textbook s (1 - s) loses every digit once s rounds to 1 (z > 17 in float32), and
 1 - tanh^2 likewise. erfc, which NumPy lacks, is computed here to a few units in the
-last place (see gelu.md). Every result keeps x's dtype.
+last place (see gelu.md). Every result keeps x's dtype. Two-way choices are written as
+arithmetic (max(1[z >= 0], e), m + (1 - m) v), each exact, not with np.where, which
+branches on every element and costs as much as ten multiplications where signs are mixed.
 """
 from __future__ import annotations
 
@@ -38,7 +47,7 @@ import numpy as np
 from . import _validate
 
 __all__ = [
-    "ActivationCache", "EluCache", "GeluCache", "LeakyReluCache",
+    "ActivationCache",
     "elu_backward", "elu_forward", "gelu_backward", "gelu_forward",
     "gelu_tanh_backward", "gelu_tanh_forward", "leaky_relu_backward", "leaky_relu_forward",
     "relu_backward", "relu_forward", "sigmoid_backward", "sigmoid_forward",
@@ -48,38 +57,38 @@ __all__ = [
 
 
 class ActivationCache(NamedTuple):
-    x: np.ndarray  # the input, any shape
+    derivative: np.ndarray  # f'(x): x's shape and dtype, the Jacobian's diagonal, computed by the forward
 
 
-class LeakyReluCache(NamedTuple):
-    x: np.ndarray
-    slope: float
+def _result(y, derivative) -> tuple[np.ndarray, ActivationCache]:
+    """(y, cache) as arrays: NumPy's elementwise functions turn a 0-d input into a scalar."""
+    return np.asarray(y), ActivationCache(np.asarray(derivative))
 
 
-class EluCache(NamedTuple):
-    x: np.ndarray
-    alpha: float
-
-
-class GeluCache(NamedTuple):
-    x: np.ndarray
-    cdf: np.ndarray  # Phi(x), x's shape: the forward's costly part, reused by the backward
-
-
-def _upstream(dout, cache) -> np.ndarray:
-    return _validate.upstream(dout, cache.x.shape, cache.x.dtype)
+def _times_derivative(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
+    """dx = dout * f'(x), into a new array (of dout's shape, 0-d included)."""
+    derivative = cache.derivative
+    _validate.upstream(dout, derivative.shape, derivative.dtype)
+    return (np.multiply(dout, derivative, out=np.empty_like(dout)),)
 
 
 # ---------------------------------------------------------------------------------------
 # The logistic function and its slope, from e = exp(-|z|) in (0, 1].
 
-def _exp_neg_abs(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.abs(z))
+def _exp_neg_abs(z: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """e^(-scale |z|), in (0, 1] for scale > 0: one new array, scaled and exponentiated in place
+    (an explicit out, so that a 0-d z gives an array, not a NumPy scalar that out= refuses)."""
+    e = np.abs(z, out=np.empty_like(z))
+    e *= -scale
+    return np.exp(e, out=e)
 
 
 def _logistic(z: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """s(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0 (multiply 1/(1 + e^-z) by e^z)."""
-    return np.where(z >= 0, 1.0, e) / (1.0 + e)
+    """s(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0 (multiply 1/(1 + e^-z) by e^z).
+
+    max(1[z >= 0], e) is that numerator, exactly: e <= 1.
+    """
+    return np.maximum(z >= 0, e) / (1.0 + e)
 
 
 def _logistic_slope(e: np.ndarray) -> np.ndarray:
@@ -91,168 +100,191 @@ def _logistic_slope(e: np.ndarray) -> np.ndarray:
 # The piecewise-linear units.
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """y = max(x, 0).  x: any shape -> (y: x's shape, ActivationCache)."""
+    """y = max(x, 0); caches relu'(x) = 1[x > 0] (relu'(0) = 0) in x's dtype.
+
+    x: any shape -> (y: x's shape, ActivationCache).
+    """
     _validate.float_array("x", x)
-    return np.maximum(x, 0), ActivationCache(x)
+    return _result(np.maximum(x, 0), (x > 0).astype(x.dtype))
 
 
 def relu_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
-    """dx = dout where x > 0, else 0 (relu'(0) = 0).  dout: x's shape -> (dx: x's shape,)."""
-    _upstream(dout, cache)
-    return (np.where(cache.x > 0, dout, 0),)
+    """dx = dout * 1[x > 0], the mask the forward cached.  dout: x's shape -> (dx: x's shape,)."""
+    return _times_derivative(dout, cache)
 
 
-def leaky_relu_forward(x: np.ndarray, *, slope: float = 0.01) -> tuple[np.ndarray, LeakyReluCache]:
-    """y = x where x >= 0, slope * x elsewhere; slope in [0, 1].
+def leaky_relu_forward(x: np.ndarray, *, slope: float = 0.01) -> tuple[np.ndarray, ActivationCache]:
+    """y = x where x >= 0, slope * x elsewhere; slope in [0, 1]. Caches leaky_relu'(x), 1 or slope.
 
-    x: any shape -> (y: x's shape, LeakyReluCache).
+    x: any shape -> (y: x's shape, ActivationCache). max(1[x >= 0], slope) is f' exactly
+    (slope <= 1, leaky_relu'(0) = 1), and y = x f'(x): x * 1 is x, slope * x one rounding.
     """
     _validate.float_array("x", x)
     slope = _validate.real_in("slope", slope, 0.0, 1.0)
-    return np.where(x >= 0, x, slope * x), LeakyReluCache(x, slope)
+    derivative = np.maximum(x >= 0, slope, dtype=x.dtype)
+    return _result(x * derivative, derivative)
 
 
-def leaky_relu_backward(dout: np.ndarray, cache: LeakyReluCache) -> tuple[np.ndarray]:
-    """dx = dout where x >= 0, slope * dout elsewhere (leaky_relu'(0) = 1).
+def leaky_relu_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
+    """dx = dout where x >= 0, slope * dout elsewhere: dout times the cached f'.
 
     dout: x's shape -> (dx: x's shape,).
     """
-    _upstream(dout, cache)
-    return (np.where(cache.x >= 0, dout, cache.slope * dout),)
+    return _times_derivative(dout, cache)
 
 
-def elu_forward(x: np.ndarray, *, alpha: float = 1.0) -> tuple[np.ndarray, EluCache]:
-    """y = x where x > 0, alpha (e^x - 1) elsewhere; alpha > 0 and finite.
+def elu_forward(x: np.ndarray, *, alpha: float = 1.0) -> tuple[np.ndarray, ActivationCache]:
+    """y = x where x > 0, alpha (e^x - 1) elsewhere; alpha > 0 and finite. Caches elu'(x).
 
-    x: any shape -> (y: x's shape, EluCache). expm1 keeps e^x - 1 exact to rounding near 0,
-    and min(x, 0) keeps the unused branch from overflowing for large positive x.
+    x: any shape -> (y: x's shape, ActivationCache). expm1 keeps e^x - 1 exact to rounding
+    near 0, and min(x, 0) keeps the unused branch from overflowing for large positive x.
+    f' = alpha e^x needs its own exponential: y + alpha (= 1 + expm1) cancels to 0 where
+    y rounds to -alpha (x < -17 in float32).
     """
     _validate.float_array("x", x)
     alpha = _validate.real_in("alpha", alpha, 0.0, math.inf, low_open=True, high_open=True)
-    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0))), EluCache(x, alpha)
+    positive = x > 0
+    negative_part = np.minimum(x, 0)
+    # f' = 1 where x > 0, alpha e^x elsewhere (elu'(0) = alpha): alpha e^x times 0 or 1, plus 1 or 0
+    derivative = alpha * np.exp(negative_part)
+    derivative *= ~positive
+    derivative += positive
+    # y = alpha expm1(min(x, 0)) + max(x, 0): one of the two terms is 0, so the sum is exact
+    y = alpha * np.expm1(negative_part)
+    y += np.maximum(x, 0)
+    return _result(y, derivative)
 
 
-def elu_backward(dout: np.ndarray, cache: EluCache) -> tuple[np.ndarray]:
-    """dx = dout where x > 0, alpha e^x dout elsewhere (elu'(0) = alpha).
+def elu_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
+    """dx = dout where x > 0, alpha e^x dout elsewhere: dout times the cached f'.
 
-    dout: x's shape -> (dx: x's shape,). alpha e^x, not y + alpha: the latter cancels to 0
-    where y rounds to -alpha (x < -17 in float32).
+    dout: x's shape -> (dx: x's shape,).
     """
-    _upstream(dout, cache)
-    x = cache.x
-    return (np.where(x > 0, dout, cache.alpha * np.exp(np.minimum(x, 0)) * dout),)
+    return _times_derivative(dout, cache)
 
 
 # ---------------------------------------------------------------------------------------
 # The logistic family.
 
 def sigmoid_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """y = s(x) = 1 / (1 + e^-x).  x: any shape -> (y: x's shape, ActivationCache)."""
-    _validate.float_array("x", x)
-    return _logistic(x, _exp_neg_abs(x)), ActivationCache(x)
-
-
-def sigmoid_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
-    """dx = s(x) s(-x) dout.  dout: x's shape -> (dx: x's shape,)."""
-    _upstream(dout, cache)
-    return (_logistic_slope(_exp_neg_abs(cache.x)) * dout,)
-
-
-def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """y = tanh x.  x: any shape -> (y: x's shape, ActivationCache)."""
-    _validate.float_array("x", x)
-    return np.tanh(x), ActivationCache(x)
-
-
-def tanh_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
-    """dx = (1 - tanh^2 x) dout, computed as 4 s(2x) s(-2x) dout.  dout: x's shape -> (dx,)."""
-    _upstream(dout, cache)
-    return (4.0 * _logistic_slope(_exp_neg_abs(2.0 * cache.x)) * dout,)
-
-
-def softplus_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """y = log(1 + e^x), as max(x, 0) + log1p(e^-|x|) (np.logaddexp): no overflow for large x.
+    """y = s(x) = 1 / (1 + e^-x); caches s'(x) = s(x) s(-x), both from one e^-|x|.
 
     x: any shape -> (y: x's shape, ActivationCache).
     """
     _validate.float_array("x", x)
-    return np.logaddexp(0, x), ActivationCache(x)
+    e = _exp_neg_abs(x)
+    return _result(_logistic(x, e), _logistic_slope(e))
+
+
+def sigmoid_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
+    """dx = s(x) s(-x) dout, the product cached by the forward.  dout: x's shape -> (dx: x's shape,)."""
+    return _times_derivative(dout, cache)
+
+
+def tanh_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
+    """y = tanh x; caches tanh'(x) = 1 - tanh^2 x, computed as 4 s(2x) s(-2x) from e^(-2|x|).
+
+    x: any shape -> (y: x's shape, ActivationCache).
+    """
+    _validate.float_array("x", x)
+    derivative = _logistic_slope(_exp_neg_abs(x, 2.0))
+    derivative *= 4.0
+    return _result(np.tanh(x), derivative)
+
+
+def tanh_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
+    """dx = (1 - tanh^2 x) dout, the factor cached by the forward.  dout: x's shape -> (dx,)."""
+    return _times_derivative(dout, cache)
+
+
+def softplus_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
+    """y = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), np.logaddexp(0, x)'s formula: no overflow
+    for large x. Caches softplus'(x) = s(x), from the same e^-|x|.
+
+    x: any shape -> (y: x's shape, ActivationCache).
+    """
+    _validate.float_array("x", x)
+    e = _exp_neg_abs(x)
+    y = np.log1p(e)
+    y += np.maximum(x, 0)
+    return _result(y, _logistic(x, e))
 
 
 def softplus_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
-    """dx = s(x) dout.  dout: x's shape -> (dx: x's shape,)."""
-    _upstream(dout, cache)
-    x = cache.x
-    return (_logistic(x, _exp_neg_abs(x)) * dout,)
+    """dx = s(x) dout, s(x) cached by the forward.  dout: x's shape -> (dx: x's shape,)."""
+    return _times_derivative(dout, cache)
 
 
 def silu_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """y = x s(x).  x: any shape -> (y: x's shape, ActivationCache)."""
+    """y = x s(x); caches silu'(x) = s(x) + x s(x) s(-x), all from one e^-|x|.
+
+    x: any shape -> (y: x's shape, ActivationCache).
+    """
     _validate.float_array("x", x)
-    return x * _logistic(x, _exp_neg_abs(x)), ActivationCache(x)
+    e = _exp_neg_abs(x)
+    gate = _logistic(x, e)
+    derivative = x * _logistic_slope(e)
+    derivative += gate
+    return _result(x * gate, derivative)
 
 
 def silu_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
-    """dx = (s(x) + x s(x) s(-x)) dout.  dout: x's shape -> (dx: x's shape,)."""
-    _upstream(dout, cache)
-    x = cache.x
-    e = _exp_neg_abs(x)
-    return ((_logistic(x, e) + x * _logistic_slope(e)) * dout,)
+    """dx = (s(x) + x s(x) s(-x)) dout, the factor cached by the forward.  dout: x's shape -> (dx,)."""
+    return _times_derivative(dout, cache)
 
 
 _GELU_CUBIC = 0.044715
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def _gelu_tanh_two_u(x: np.ndarray, x2: np.ndarray) -> np.ndarray:
-    """2u = 2 sqrt(2/pi) x (1 + 0.044715 x^2), given x^2 (x ** 3 is a slow pow in NumPy)."""
-    return (2.0 * _SQRT_2_OVER_PI) * x * (1.0 + _GELU_CUBIC * x2)
-
-
 def gelu_tanh_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
-    """y = x/2 (1 + tanh u) = x s(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
+    """y = x/2 (1 + tanh u) = x s(2u), u = sqrt(2/pi) (x + 0.044715 x^3); caches
+    gelu_tanh'(x) = s(2u) + 2 x u' s(2u) s(-2u), u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
 
     x: any shape -> (y: x's shape, ActivationCache). The s(2u) form: 1 + tanh u cancels
-    where tanh u rounds to -1 (x < -2.3 in float64 already loses digits).
+    where tanh u rounds to -1 (x < -2.3 in float64 already loses digits). 2u and 2u' come
+    from one x^2 (x ** 3 is a slow pow in NumPy), s(2u) and s(2u) s(-2u) from one e^-|2u|.
     """
     _validate.float_array("x", x)
-    two_u = _gelu_tanh_two_u(x, np.square(x))
-    return x * _logistic(two_u, _exp_neg_abs(two_u)), ActivationCache(x)
+    x2 = np.square(x)
+    two_u = (2.0 * _SQRT_2_OVER_PI) * x * (1.0 + _GELU_CUBIC * x2)
+    two_du = (2.0 * _SQRT_2_OVER_PI) * (1.0 + (3.0 * _GELU_CUBIC) * x2)
+    e = _exp_neg_abs(two_u)
+    gate = _logistic(two_u, e)
+    derivative = x * two_du * _logistic_slope(e)
+    derivative += gate
+    return _result(x * gate, derivative)
 
 
 def gelu_tanh_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
-    """dx = (s(2u) + 2 x u' s(2u) s(-2u)) dout, u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+    """dx = (s(2u) + 2 x u' s(2u) s(-2u)) dout, the factor cached by the forward.
 
     dout: x's shape -> (dx: x's shape,).
     """
-    _upstream(dout, cache)
-    x = cache.x
-    x2 = np.square(x)
-    two_u = _gelu_tanh_two_u(x, x2)
-    two_du = (2.0 * _SQRT_2_OVER_PI) * (1.0 + (3.0 * _GELU_CUBIC) * x2)
-    e = _exp_neg_abs(two_u)
-    return ((_logistic(two_u, e) + x * two_du * _logistic_slope(e)) * dout,)
+    return _times_derivative(dout, cache)
 
 
 # ---------------------------------------------------------------------------------------
 # GELU with the exact normal distribution function, and erfc.
 
-def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, GeluCache]:
-    """y = x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (erfc, not 1 + erf: no cancellation for x < 0).
+def gelu_forward(x: np.ndarray) -> tuple[np.ndarray, ActivationCache]:
+    """y = x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2 (erfc, not 1 + erf: no cancellation for x < 0);
+    caches gelu'(x) = Phi(x) + x phi(x), phi(x) = e^(-x^2/2) / sqrt(2 pi), reusing the costly Phi(x).
 
-    x: any shape -> (y: x's shape, GeluCache).
+    x: any shape -> (y: x's shape, ActivationCache).
     """
     _validate.float_array("x", x)
     cdf = 0.5 * _erfc(x * -math.sqrt(0.5))
-    return x * cdf, GeluCache(x, cdf)
+    pdf = np.exp(-0.5 * np.square(x))
+    pdf *= 1.0 / math.sqrt(2.0 * math.pi)
+    derivative = x * pdf
+    derivative += cdf
+    return _result(x * cdf, derivative)
 
 
-def gelu_backward(dout: np.ndarray, cache: GeluCache) -> tuple[np.ndarray]:
-    """dx = (Phi(x) + x phi(x)) dout, phi(x) = e^(-x^2/2) / sqrt(2 pi).  dout: x's shape -> (dx,)."""
-    _upstream(dout, cache)
-    x = cache.x
-    pdf = (1.0 / math.sqrt(2.0 * math.pi)) * np.exp(-0.5 * np.square(x))
-    return ((cache.cdf + x * pdf) * dout,)
+def gelu_backward(dout: np.ndarray, cache: ActivationCache) -> tuple[np.ndarray]:
+    """dx = (Phi(x) + x phi(x)) dout, the factor cached by the forward.  dout: x's shape -> (dx,)."""
+    return _times_derivative(dout, cache)
 
 
 _TAYLOR_TERMS = tuple((-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(13))

@@ -119,7 +119,7 @@ class _Draws:
         self.dout = np.asarray(rng.standard_normal(out_shape), dtype=dtype)
         self.dout2 = np.asarray(rng.standard_normal(out_shape), dtype=dtype)
         tangent_grids = [2.0 ** 13 * q for q in spacings]  # h/2 * t is a multiple of the input's spacing
-        self.tangents = tuple(np.round(rng.standard_normal(a.shape) / g) * g
+        self.tangents = tuple(np.asarray(np.round(rng.standard_normal(a.shape) / g) * g)
                               for a, g in zip(inputs, tangent_grids))
         self.coefficients = tuple(rng.uniform(0.5, 2.0) * rng.choice((-1.0, 1.0)) for _ in range(2))
         self.row = int(rng.integers(inputs[0].shape[0])) if inputs and inputs[0].ndim and inputs[0].shape[0] else 0
@@ -307,7 +307,7 @@ class _Study:
             """The central difference and the rounding bound of its two forward evaluations."""
             def at(sign):
                 arrays = list(self.arrays64)
-                arrays[k] = self.arrays64[k] + sign * h * t  # exact: see GRID_BITS
+                arrays[k] = np.asarray(self.arrays64[k] + sign * h * t)  # exact (GRID_BITS); 0-d stays an array
                 return np.asarray(self.layer.forward(*arrays, **copy.deepcopy(self.hyper))[0], dtype=np.float64)
             plus, minus = at(1.0), at(-1.0)
             # each evaluation errs by C eps (|f| terms); at x +- h t the magnitude is the oracle's at x

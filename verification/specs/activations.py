@@ -37,10 +37,10 @@ from jax import lax
 
 from reference import activations as ref
 from verification.layer import BenchCase, Layer, Mutant, Variant
-from verification.strategies import VALUE_BOUND, floats
+from verification.strategies import floats, signed
 
 # Any shape: a matrix, a single element, an empty batch, rank 3.
-SHAPES = ((4, 3), (1, 1), (0, 3), (2, 3, 2))
+SHAPES = ((4, 3), (1, 1), (0, 3), (2, 3, 2), ())  # () : a 0-d input stays a 0-d array
 WIDE = 30.0
 """Half the entries are drawn from [-2, 2], where the curves bend, half from [-30, 30], where
 they saturate: s(30) rounds to 1 in float32 (so s (1 - s) would be 0) and e^-30 is far
@@ -147,12 +147,8 @@ _silu_magnitude = functools.partial(_elementwise_magnitude, gate=jax_sigmoid)
 # ----------------------------------------------------------------------------------------
 # Strategies.
 
-def _either_sign(low, high):
-    return st.one_of(floats(low, high), floats(-high, -low))
-
-
 SMOOTH = st.one_of(floats(), floats(-WIDE, WIDE))
-AWAY_FROM_KINK = st.one_of(_either_sign(KINK_GAP, VALUE_BOUND), _either_sign(KINK_GAP, WIDE))
+AWAY_FROM_KINK = st.one_of(signed(KINK_GAP), signed(KINK_GAP, WIDE))
 GELU_TANH_RANGE = st.one_of(floats(), floats(GELU_TANH_LOW, WIDE))
 
 
@@ -187,62 +183,74 @@ silu = _activation("silu", jax_silu, activation_inputs(SMOOTH), _silu_magnitude)
 
 
 # ----------------------------------------------------------------------------------------
-# Correct variants: other ways to write the same derivatives, which the verifier must accept.
+# The reference forwards cache f'(x) and the backwards only multiply dout by it, so most
+# variants and mutants below are forwards with the reference output and another f' cached:
+# the derivative is computed in the forward, so that is where its bugs live.
 
-def _relu_backward_mask(dout, cache):
-    return (dout * (cache.x > 0),)
+def _caching(name, derivative):
+    """``name``'s reference forward, with ``derivative(x, **hyper)`` cached as f'(x) in x's dtype."""
+    forward = getattr(ref, f"{name}_forward")
 
+    def forward_caching(x, **hyper):
+        out, _ = forward(x, **hyper)
+        return out, ref.ActivationCache(np.asarray(derivative(x, **hyper)).astype(x.dtype))
 
-def _leaky_relu_backward_slopes(dout, cache):
-    return (dout * np.where(cache.x >= 0, 1.0, cache.slope).astype(dout.dtype),)
+    return forward_caching
 
-
-def _tanh_backward_sech(dout, cache):
-    """sech^2 x = 1 / cosh^2 x: cosh is accurate to an ulp and overflows only past |x| = 89 (float32)."""
-    return (dout / np.square(np.cosh(cache.x)),)
-
-
-def _sigmoid_backward_product(dout, cache):
-    """s(x) s(-x), each factor from the stable forward."""
-    x = cache.x
-    return (ref.sigmoid_forward(x)[0] * ref.sigmoid_forward(-x)[0] * dout,)
-
-
-VARIANTS = (
-    Variant("relu", "mask", "dx = dout * (x > 0), a boolean mask", _relu_backward_mask),
-    Variant("leaky_relu", "slopes", "dout times an array of local slopes", _leaky_relu_backward_slopes),
-    Variant("tanh", "sech", "1 / cosh^2 x instead of 4 s(2x) s(-2x)", _tanh_backward_sech),
-    Variant("sigmoid", "product", "s(x) * s(-x) from two stable forwards", _sigmoid_backward_product),
-)
-
-
-# ----------------------------------------------------------------------------------------
-# Mutants: the bugs a student or a kernel author writes; the verifier must reject each one.
 
 def _logistic(z):
     return ref.sigmoid_forward(z)[0]
 
 
 def _logistic_slope(z):
-    return _logistic(z) * _logistic(-z)
+    return _logistic(z) * _logistic(np.asarray(-z))  # -z of a 0-d array is a NumPy scalar
 
 
-def _elu_backward_output(dout, cache):
-    """The 'y + alpha' shortcut with alpha forgotten: y = alpha (e^x - 1) where e^x was meant."""
-    x = cache.x
-    return (np.where(x > 0, dout, cache.alpha * np.expm1(np.minimum(x, 0)) * dout),)
+_erfc = np.vectorize(math.erfc, otypes=[float])  # libm's, entry by entry: not the reference's own erfc
 
 
-def _gelu_tanh_backward_without_cubic(dout, cache):
+def _normal_cdf(x):
+    return 0.5 * _erfc(-x / math.sqrt(2.0))
+
+
+def _normal_pdf(x):
+    return np.exp(-0.5 * np.square(x)) / math.sqrt(2.0 * math.pi)
+
+
+# ----------------------------------------------------------------------------------------
+# Correct variants: other ways to write the same derivatives, which the verifier must accept.
+
+def _relu_forward_mask(x):
+    """relu' cached as a boolean mask: a byte an entry instead of x's itemsize."""
+    return np.asarray(np.maximum(x, 0)), ref.ActivationCache(np.asarray(x > 0))
+
+
+VARIANTS = (
+    Variant("relu", "mask", "the forward caches the boolean mask x > 0, the backward returns dout * mask",
+            lambda dout, c: (np.multiply(dout, c.derivative, out=np.empty_like(dout)),),
+            forward=_relu_forward_mask),
+    Variant("leaky_relu", "where", "f' selected by np.where(x >= 0, 1, slope)",
+            forward=_caching("leaky_relu", lambda x, slope: np.where(x >= 0, 1.0, slope))),
+    Variant("tanh", "sech", "1 / cosh^2 x instead of 4 s(2x) s(-2x)",
+            # cosh is accurate to an ulp and overflows only past |x| = 89 (float32)
+            forward=_caching("tanh", lambda x: 1 / np.square(np.cosh(x)))),
+    Variant("sigmoid", "product", "s(x) * s(-x) from two stable forwards",
+            forward=_caching("sigmoid", _logistic_slope)),
+)
+
+
+# ----------------------------------------------------------------------------------------
+# Mutants: the bugs a student or a kernel author writes; the verifier must reject each one.
+
+def _gelu_tanh_derivative_without_cubic(x):
     """u' taken as sqrt(2/pi), the derivative of the linear part of u only."""
-    x = cache.x
     two_u = 2 * math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)
-    return ((_logistic(two_u) + x * 2 * math.sqrt(2 / math.pi) * _logistic_slope(two_u)) * dout,)
+    return _logistic(two_u) + x * 2 * math.sqrt(2 / math.pi) * _logistic_slope(two_u)
 
 
-def _gelu_tanh_backward_exact(dout, cache):
-    """The exact GELU's derivative for the tanh approximation: off by ~1e-3, far above rounding."""
-    return ref.gelu_backward(dout, ref.gelu_forward(cache.x)[1])
+def _relu_backward_in_place(dout, cache):
+    """dx computed in the cache's own array: it aliases the cache, and the next backward multiplies by dx."""
+    return (np.multiply(cache.derivative, dout, out=cache.derivative),)
 
 
 MUTANTS = (
@@ -250,36 +258,37 @@ MUTANTS = (
            lambda dout, c: (dout.copy(),)),
     Mutant("relu", "mask_from_dout", "masks where dout > 0 instead of where x > 0",
            lambda dout, c: (np.where(dout > 0, dout, 0),)),
+    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place),
     Mutant("leaky_relu", "slope_on_wrong_side", "slope applied where x >= 0, 1 where x < 0",
-           lambda dout, c: (np.where(c.x >= 0, c.slope * dout, dout),)),
-    Mutant("leaky_relu", "negatives_dropped", "relu's backward: dx = 0 where x < 0, slope forgotten",
-           lambda dout, c: (np.where(c.x >= 0, dout, 0),)),
+           forward=_caching("leaky_relu", lambda x, slope: np.where(x >= 0, slope, 1.0))),
+    Mutant("leaky_relu", "negatives_dropped", "relu's derivative: 0 where x < 0, slope forgotten",
+           forward=_caching("leaky_relu", lambda x, slope: x >= 0)),
     Mutant("elu", "alpha_times_x", "alpha x instead of alpha e^x on the negative side",
-           lambda dout, c: (np.where(c.x > 0, dout, c.alpha * c.x * dout),)),
-    Mutant("elu", "output_not_plus_alpha", "y instead of y + alpha on the negative side",
-           _elu_backward_output),
-    Mutant("sigmoid", "s_not_s_one_minus_s", "s' = s instead of s (1 - s)",
-           lambda dout, c: (_logistic(c.x) * dout,)),
-    Mutant("sigmoid", "slope_of_output", "s'(y) instead of s'(x): the cached output taken for x",
-           lambda dout, c: (_logistic_slope(_logistic(c.x)) * dout,)),
+           forward=_caching("elu", lambda x, alpha: np.where(x > 0, 1.0, alpha * x))),
+    Mutant("elu", "output_not_plus_alpha", "y instead of y + alpha on the negative side: alpha (e^x - 1) "
+           "where alpha e^x was meant",
+           forward=_caching("elu", lambda x, alpha: np.where(x > 0, 1.0, alpha * np.expm1(np.minimum(x, 0))))),
+    Mutant("sigmoid", "s_not_s_one_minus_s", "s' = s instead of s (1 - s)", forward=_caching("sigmoid", _logistic)),
+    Mutant("sigmoid", "slope_of_output", "s'(y) instead of s'(x): the output taken for x",
+           forward=_caching("sigmoid", lambda x: _logistic_slope(_logistic(x)))),
     Mutant("tanh", "one_minus_x_squared", "1 - x^2 instead of 1 - tanh^2 x",
-           lambda dout, c: ((1 - np.square(c.x)) * dout,)),
+           forward=_caching("tanh", lambda x: 1 - np.square(x))),
     Mutant("tanh", "square_forgotten", "1 - tanh x instead of 1 - tanh^2 x",
-           lambda dout, c: ((1 - np.tanh(c.x)) * dout,)),
+           forward=_caching("tanh", lambda x: 1 - np.tanh(x))),
     Mutant("softplus", "sigmoid_of_minus_x", "s(-x): the sign inside the exponential flipped",
-           lambda dout, c: (_logistic(-c.x) * dout,)),
+           forward=_caching("softplus", lambda x: _logistic(-x))),
     Mutant("softplus", "sigmoid_again", "s'(x) = s(x) s(-x): the derivative of the derivative",
-           lambda dout, c: (_logistic_slope(c.x) * dout,)),
+           forward=_caching("softplus", _logistic_slope)),
     Mutant("gelu", "missing_x_pdf", "Phi(x) alone: the product rule's x phi(x) term dropped",
-           lambda dout, c: (c.cdf * dout,)),
+           forward=_caching("gelu", _normal_cdf)),
     Mutant("gelu", "pdf_without_x", "Phi(x) + phi(x): the factor x of the second term dropped",
-           lambda dout, c: ((c.cdf + np.exp(-0.5 * np.square(c.x)) / math.sqrt(2 * math.pi)) * dout,)),
+           forward=_caching("gelu", lambda x: _normal_cdf(x) + _normal_pdf(x))),
     Mutant("gelu_tanh", "cubic_term_dropped", "u' = sqrt(2/pi): the 0.134145 x^2 of u' forgotten",
-           _gelu_tanh_backward_without_cubic),
+           forward=_caching("gelu_tanh", _gelu_tanh_derivative_without_cubic)),
     Mutant("gelu_tanh", "exact_gelu_derivative", "the erf GELU's derivative, off by ~1e-3",
-           _gelu_tanh_backward_exact),
+           forward=_caching("gelu_tanh", lambda x: ref.gelu_forward(x)[1].derivative)),
     Mutant("silu", "missing_x_term", "s(x) alone: the product rule's x s'(x) dropped",
-           lambda dout, c: (_logistic(c.x) * dout,)),
+           forward=_caching("silu", _logistic)),
     Mutant("silu", "missing_s_term", "x s'(x) alone: the product rule's s(x) dropped",
-           lambda dout, c: (c.x * _logistic_slope(c.x) * dout,)),
+           forward=_caching("silu", lambda x: x * _logistic_slope(x))),
 )

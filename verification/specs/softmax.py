@@ -49,8 +49,9 @@ def jax_log_softmax(x, *, axis):
 #             dx_i = p_i dy_i - p_i sum_k p_k dy_k
 #                                             dx:   p_i (r_i + R) |dy_i| + p_i sum_k p_k |dy_k| (r_i + r_k + 2R)
 # log_softmax y_i = z_i - log Z               out:  |z_i| + |log Z| + R
-#             dx_i = dy_i - p_i sum_k dy_k,   p_i = e^(y_i) from the rounded y_i, which
-#             carries q_i = 1 + |z_i| + |log Z| + R
+#             dx_i = dy_i - p_i sum_k dy_k,   p_i carrying at most q_i = 1 + |z_i| + |log Z| + R:
+#             the reference's e^(z_i) / Z carries r_i + R, and p_i = e^(y_i) from the rounded
+#             y_i (or softmax(y), the variant) carries q_i
 #                                             dx:   |dy_i| + p_i q_i sum_k |dy_k|
 #
 # Also the plain sum of |terms| matters: where p_i is near 1 the log_softmax terms dy_i and
@@ -111,25 +112,22 @@ def _softmax_backward_jacobian(dout, cache):
     return (np.moveaxis(np.einsum("...ij,...i->...j", jacobian, g), -1, cache.axis),)
 
 
-def _log_softmax_backward_recomputed(dout, cache):
-    """softmax recomputed from the log-probabilities with its own max shift, not as e^y."""
-    p, _ = ref.softmax_forward(cache.y, axis=cache.axis)
-    return (dout - p * np.sum(dout, axis=cache.axis, keepdims=True),)
+def _log_softmax_forward_recomputed(x, *, axis=-1):
+    """The probabilities recomputed from the log-probabilities y by softmax_forward, with its own
+    max shift, not as e^(x - m) / sum e^(x - m)."""
+    y, cache = ref.log_softmax_forward(x, axis=axis)
+    return y, cache._replace(probs=ref.softmax_forward(y, axis=axis)[0])
 
 
 VARIANTS = (
     Variant("softmax", "jacobian", "the explicit per-slice Jacobian diag(y) - y y^T", _softmax_backward_jacobian),
     Variant("log_softmax", "recomputed", "softmax recomputed from y by softmax_forward",
-            _log_softmax_backward_recomputed),
+            forward=_log_softmax_forward_recomputed),
 )
 
 
 # ----------------------------------------------------------------------------------------
 # Mutants: the bugs a student or a kernel author writes; the verifier must reject each one.
-
-def _sum(a, cache):
-    return np.sum(a, axis=cache.axis, keepdims=True)
-
 
 def _softmax_forward_unshifted(x, *, axis=-1):
     """No max shift: e^x overflows to inf for x > 88 (float32), 709 (float64), and inf/inf = nan."""
@@ -137,6 +135,12 @@ def _softmax_forward_unshifted(x, *, axis=-1):
         e = np.exp(x)
         y = e / np.sum(e, axis=axis, keepdims=True)
     return y, ref.SoftmaxCache(y, axis % x.ndim)
+
+
+def _log_softmax_forward_caching_y(x, *, axis=-1):
+    """The log-probabilities cached where the probabilities e^y belong."""
+    y, cache = ref.log_softmax_forward(x, axis=axis)
+    return y, cache._replace(probs=y)
 
 
 MUTANTS = (
@@ -148,8 +152,8 @@ MUTANTS = (
            lambda dout, c: (c.y * (dout - np.sum(dout * c.y, axis=0, keepdims=True)),)),
     Mutant("softmax", "unshifted_forward", "the forward exponentiates x without subtracting the max",
            forward=_softmax_forward_unshifted),
-    Mutant("log_softmax", "log_probs_not_probs", "dx = dout - y sum(dout): the log-probabilities "
-           "where the probabilities e^y belong", lambda dout, c: (dout - c.y * _sum(dout, c),)),
+    Mutant("log_softmax", "log_probs_not_probs", "dx = dout - y sum(dout): the forward caches the "
+           "log-probabilities where the probabilities e^y belong", forward=_log_softmax_forward_caching_y),
     Mutant("log_softmax", "elementwise_not_sum", "dx = dout - e^y dout: the sum over classes forgotten",
-           lambda dout, c: (dout - np.exp(c.y) * dout,)),
+           lambda dout, c: (dout - c.probs * dout,)),
 )
