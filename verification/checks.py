@@ -55,6 +55,11 @@ FD_LINEAR_STEP = 2.0 ** -4
 exact up to rounding, so a large step shrinks the rounding error C eps |f| / h; 1/16
 keeps x +- h t near x, so the oracle's magnitude of f still bounds that error."""
 LAYOUTS = ("fortran", "strided", "reversed", "readonly")
+FLOAT64_ONLY = ("fd", "routes")
+"""Checks of the specification more than of the layer's arithmetic: finite differences are
+always taken in float64, and whether the oracles agree with them does not depend on the
+dtype the layer runs in. A float32 run would repeat the float64 run's work (a quarter of
+an example's cost) and is skipped, saying so."""
 JACOBIAN_SECONDS = 20.0
 """Time allowed for the streamed Jacobian contraction, used when the full Jacobian is over
 the memory budget; its first chunk measures whether the whole would fit."""
@@ -143,8 +148,8 @@ def examine(layer: Layer, arrays, hyper, *, dtype="float64", cotangent_seed: int
     unknown = set(checks) - set(CHECKS)
     if unknown:
         raise ValueError(f"unknown checks {sorted(unknown)}; the checks are {', '.join(CHECKS)}")
-    selected = set(checks)
     dtype = np.dtype(dtype)
+    selected = set(checks) - (set(FLOAT64_ONLY) if dtype != np.float64 else set())
     example = Example(layer.name, dtype.name, tuple(np.asarray(a) for a in arrays), dict(hyper), cotangent_seed)
     add = example.outcomes.append
     gridded = [on_grid(np.array(a, dtype=dtype), dtype) for a in arrays]  # fresh copies, rounded
@@ -213,6 +218,8 @@ def examine(layer: Layer, arrays, hyper, *, dtype="float64", cotangent_seed: int
                 f"over the {oracles.format_bytes(jacobian_budget)} budget", jacobian_seconds))
         else:
             add(study.run(check))
+    for check in sorted(set(checks) & set(FLOAT64_ONLY) - selected):
+        add(Outcome(check, "skip", message=f"skipped in {dtype.name}: it runs in float64, whatever the layer's dtype"))
     if "routes" in selected:
         forward_ok = all(o.status != "fail" for o in example.outcomes if o.check == "forward")
         add(study.routes(with_fd=forward_ok))
@@ -294,6 +301,13 @@ class _Study:
         return _scalar_outcome("jvp", results)
 
     def finite_differences(self, k) -> tuple[float, float]:
+        """``_finite_differences(k)``, computed once per input: the fd and routes checks share it."""
+        memo = self.__dict__.setdefault("_differences", {})
+        if k not in memo:
+            memo[k] = self._finite_differences(k)
+        return memo[k]
+
+    def _finite_differences(self, k) -> tuple[float, float]:
         """<dY, df/dx_k . t_k> by central differences of the NumPy forward in float64, and its error bound.
 
         Linear inputs: one difference at FD_LINEAR_STEP, exact up to rounding. Others:

@@ -21,7 +21,7 @@ from .checks import CHECKS
 from .oracles import format_bytes
 from .report import kill_matrix, layer_table, summary_table, table
 from .runner import check_layer
-from .seedscale import SEED_SHAPE, seed_scale_case
+from .seedscale import SEED_SHAPE, jacobian_costs, seed_scale_case
 
 DEFAULT_EXAMPLES = 100
 MUTANT_EXAMPLES = 50
@@ -81,9 +81,17 @@ def _replacements():
     return {f"{r.layer}[{r.name}]": r for r in (*MUTANTS, *VARIANTS)}
 
 
+SEED_SCALE_TASK = "linear (seed scale)"
+
+
 def _check(task, max_examples, dtypes):
     """One unit of work, by name, so that it can run in another process: (layer or replacement, seed)."""
     name, seed = task
+    if name == SEED_SCALE_TASK:
+        started = time.perf_counter()
+        report, _ = seed_scale_case(seed=seed)
+        report.seconds = time.perf_counter() - started
+        return report
     layer = LAYERS[name] if name in LAYERS else _replacements()[name].apply(LAYERS[name.split("[")[0]])
     return check_layer(layer, max_examples=max_examples, seed=seed, dtypes=dtypes)
 
@@ -102,24 +110,28 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, out=sys.stderr):
         for task in tasks:
             done(task, _check(task, max_examples, dtypes))
     else:
-        with _one_blas_thread_each(), ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        with _one_thread_each(), ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
             futures = {pool.submit(_check, task, max_examples, dtypes): task for task in tasks}
             for future in as_completed(futures):
                 done(futures[future], future.result())
     return [reports[task] for task in tasks]
 
 
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ONE_XLA_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
 @contextlib.contextmanager
-def _one_blas_thread_each():
-    """Workers start with one BLAS thread: ``jobs`` processes with a thread per core each
-    oversubscribe the cores, and OpenBLAS then slows small products down ~70x (measured:
-    a (64, 256) x (256, 256) product took 17-27 ms instead of 0.25 ms under load). Spawned
-    workers read the environment when they import NumPy, so it is set around their start."""
-    saved = {name: os.environ.get(name) for name in BLAS_THREADS}
-    os.environ.update({name: "1" for name in BLAS_THREADS})
+def _one_thread_each():
+    """Workers start with one BLAS thread and one XLA runtime thread each: ``jobs`` processes
+    with a thread per core each oversubscribe the cores. Measured on 2 cores: OpenBLAS then
+    slowed a (64, 256) x (256, 256) product from 0.25 ms to 17-27 ms, and XLA's thread pool
+    (for oracle programs far too small to share out) made a cold ``make verify`` take 69 s
+    instead of 53 s. Spawned workers read the environment when they start, so it is set
+    around their start; the calling process keeps its own settings."""
+    saved = {name: os.environ.get(name) for name in (*ONE_THREAD, "XLA_FLAGS")}
+    os.environ.update(ONE_THREAD)
+    os.environ["XLA_FLAGS"] = f"{saved['XLA_FLAGS'] or ''} {ONE_XLA_THREAD}".strip()
     try:
         yield
     finally:
@@ -142,20 +154,21 @@ def verify(argv) -> int:
     names = args.layer or list(LAYERS)
     dtypes = tuple(args.dtype or ("float64", "float32"))
     started = time.perf_counter()
+    n, d, m = SEED_SHAPE
     print(f"Checking {len(names)} layer(s) x {len(dtypes)} dtype(s), {args.max_examples} examples each, "
-          f"seed {args.seed}, {args.jobs} job(s)", file=sys.stderr, flush=True)
-    reports = run_tasks([(n, args.seed) for n in names], max_examples=args.max_examples, dtypes=dtypes,
-                        jobs=args.jobs)
+          f"seed {args.seed}, {args.jobs} job(s)" + ("" if args.no_seed_scale else
+          f"; and the seed-scale case, linear at N={n}, D=M={d} in float32, against jax.vjp"),
+          file=sys.stderr, flush=True)
+    # the seed-scale case goes first: the longest single task, it overlaps the catalogue
+    tasks = ([] if args.no_seed_scale else [(SEED_SCALE_TASK, args.seed)]) + [(name, args.seed) for name in names]
+    reports = run_tasks(tasks, max_examples=args.max_examples, dtypes=dtypes, jobs=args.jobs)
+    seed_report = None if args.no_seed_scale else reports.pop(0)
     print(layer_table(reports) if args.long else summary_table(reports))
 
-    seed_report, costs = None, []
-    if not args.no_seed_scale:
-        n, d, m = SEED_SHAPE
-        print(f"\nSeed-scale case: linear, N={n}, D=M={d}, float32, against jax.vjp ...", file=sys.stderr, flush=True)
-        case_started = time.perf_counter()
-        seed_report, costs = seed_scale_case(seed=args.seed)
-        seed_report.seconds = time.perf_counter() - case_started
-        print()
+    costs = []
+    if seed_report is not None:
+        costs = jacobian_costs(n, d, m)
+        print("\nSeed-scale case: linear, float32, against jax.vjp\n")
         print(layer_table([seed_report]))
         print("\nWhat the explicit Jacobians would cost there:")
         print(table(("Jacobian", "shape", "entries", "float32", "float64"),
