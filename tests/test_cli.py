@@ -74,3 +74,15 @@ def test_seeds_command_runs_each_seed(capsys):
     code = cli.main(["seeds", "--count", "2", "--layer", "linear", "--max-examples", "5", "--jobs", "1"])
     assert code == 0
     assert "2 of 2 layer runs over 2 seeds passed" in capsys.readouterr().out
+
+
+def test_a_mutants_failure_reproduces_with_one_command(capsys):
+    from verification import check_layer
+
+    mutant = next(m for m in MUTANTS if (m.layer, m.name) == ("linear", "sign_flip"))
+    report = check_layer(mutant.apply(LAYERS["linear"]), max_examples=10, seed=3, dtypes=("float64",))
+    command = report.failures[0].reproducer
+    assert command == "python -m verification mutants --only 'linear[sign_flip]' --dtype float64 --seed 3 --max-examples 10"
+    argv = command.split()[3:]
+    assert cli.main([a.strip("'") for a in argv] + ["--jobs", "1"]) == 0  # the mutant is killed again
+    assert "linear[sign_flip]" in capsys.readouterr().out

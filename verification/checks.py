@@ -178,7 +178,7 @@ def examine(layer: Layer, arrays, hyper, *, dtype="float64", cotangent_seed: int
     shapes = (_check_shapes(names, pristine, out, grads, dtype) if grads_ok
               else Outcome("shapes", "fail", message=_arity_message(grads, len(inputs)),
                            diagnosis="wrong number of gradients"))
-    aliasing = _check_aliasing(names, input_names, inputs, draws.dout if dout is None else dout, cache, grads) \
+    aliasing = _check_aliasing(names, input_names, inputs, dout, cache, grads) \
         if grads_ok else None
 
     cost = oracles.jacobian_cost(out.shape, [a.shape for a in inputs], input_names)

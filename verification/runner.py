@@ -182,13 +182,15 @@ def _failures(example: Example, layer: Layer, *, seed: int, max_examples: int) -
 
 
 def reproducer(example: Example, *, seed: int, max_examples: int) -> str:
-    """A command that replays the failure: the whole search for catalogue layers, else the example."""
-    from .catalogue import LAYERS
+    """A command that replays the failure: the same search for catalogue layers and their
+    mutants and variants (hypothesis is deterministic given the seed), else the example."""
+    from .catalogue import LAYERS, MUTANTS, VARIANTS
 
-    base = example.layer.split("[")[0]
-    if base in LAYERS and base == example.layer:
-        return (f"python -m verification --layer {example.layer} --dtype {example.dtype} "
-                f"--seed {seed} --max-examples {max_examples}")
+    replays = f"--dtype {example.dtype} --seed {seed} --max-examples {max_examples}"
+    if example.layer in LAYERS:
+        return f"python -m verification --layer {example.layer} {replays}"
+    if example.layer in {f"{r.layer}[{r.name}]" for r in (*MUTANTS, *VARIANTS)}:
+        return f"python -m verification mutants --only '{example.layer}' {replays}"
     arrays = ", ".join(
         f"np.array({a.tolist()!r})" if a.size <= SMALL_EXAMPLE else f"<array of shape {a.shape}>"
         for a in example.arrays
