@@ -121,17 +121,27 @@ ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THRE
 ONE_XLA_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 
 
+def one_xla_thread() -> None:
+    """Run XLA's CPU runtime on one thread in this process and those it starts (call before
+    JAX computes anything). The oracle programs are far too small to share out, and two
+    workers with a thread pool each oversubscribed the 2 cores: a cold ``make verify`` took
+    69 s instead of 53 s. ``python -m verification`` sets it for itself and its workers.
+    (The test suite does not: there it cost more than the compile cache it would share.)"""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if ONE_XLA_THREAD not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} {ONE_XLA_THREAD}".strip()
+
+
 @contextlib.contextmanager
 def _one_thread_each():
     """Workers start with one BLAS thread and one XLA runtime thread each: ``jobs`` processes
-    with a thread per core each oversubscribe the cores. Measured on 2 cores: OpenBLAS then
-    slowed a (64, 256) x (256, 256) product from 0.25 ms to 17-27 ms, and XLA's thread pool
-    (for oracle programs far too small to share out) made a cold ``make verify`` take 69 s
-    instead of 53 s. Spawned workers read the environment when they start, so it is set
-    around their start; the calling process keeps its own settings."""
+    with a thread per core each oversubscribe the cores (measured on 2 cores: OpenBLAS then
+    slowed a (64, 256) x (256, 256) product from 0.25 ms to 17-27 ms). Spawned workers read
+    the environment when they start, so it is set around their start; the calling process
+    keeps its own BLAS settings."""
     saved = {name: os.environ.get(name) for name in (*ONE_THREAD, "XLA_FLAGS")}
     os.environ.update(ONE_THREAD)
-    os.environ["XLA_FLAGS"] = f"{saved['XLA_FLAGS'] or ''} {ONE_XLA_THREAD}".strip()
+    one_xla_thread()
     try:
         yield
     finally:
