@@ -119,7 +119,7 @@ def on_grid(a: np.ndarray, dtype) -> tuple[np.ndarray, float]:
 class _Draws:
     """Everything random about one example, from its seed."""
 
-    def __init__(self, seed: int, out_shape, inputs, dtype, spacings=()):
+    def __init__(self, seed: int, out_shape, inputs, dtype, spacings):
         rng = np.random.default_rng(seed)
         self.dout = np.asarray(rng.standard_normal(out_shape), dtype=dtype)
         self.dout2 = np.asarray(rng.standard_normal(out_shape), dtype=dtype)
@@ -129,11 +129,6 @@ class _Draws:
         self.coefficients = tuple(rng.uniform(0.5, 2.0) * rng.choice((-1.0, 1.0)) for _ in range(2))
         self.row = int(rng.integers(inputs[0].shape[0])) if inputs and inputs[0].ndim and inputs[0].shape[0] else 0
         self.row_values = rng.standard_normal(out_shape[1:]) if out_shape else None
-
-
-def cotangent(shape, dtype, seed: int) -> np.ndarray:
-    """The dY that ``examine`` draws from ``seed`` for an output of ``shape``."""
-    return _Draws(seed, tuple(shape), (), dtype).dout
 
 
 def examine(layer: Layer, arrays, hyper, *, dtype="float64", cotangent_seed: int = 0,
