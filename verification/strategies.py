@@ -1,68 +1,186 @@
 """Hypothesis building blocks shared by the specifications.
 
-Values are bounded and finite (hypothesis's default floats include NaN, inf and
-subnormals) and drawn densely, element by element, so shrinking shows simple numbers.
-Magnitudes below ``MIN_MAGNITUDE`` become exactly 0: hypothesis likes values such as
-5e-158, whose products underflow, and underflow is not what a derivation is about
-(the tolerance's ``tiny`` term covers the underflow that a layer produces itself).
-Shapes come from small menus: every new shape costs the oracle a JAX compile (0.3-1.2 s
-on 2 cores), so a spec offers a handful of shapes that include the edge cases (sizes of
-1, an empty batch, ...) and lets hypothesis vary the values, the menu choice and the
+Arrays are drawn as byte strings and decoded with NumPy, four bytes per element:
+hypothesis draws a float element by element at about 60 us apiece, which made drawing
+the inputs 40% of a ``make verify`` run; a 32-byte chunk per 8 elements costs a fraction
+of that and still shrinks, toward the simplest values (all-zero bytes decode to 0, or to
+the point of the range nearest 0). The decoding keeps what hypothesis's own floats are good at finding:
+about one element in six is a special value (the range's ends, 0, +-1, +-1/2, or a repeat
+of the previous element), the rest are spread over the range.
+
+Values are bounded and finite, and magnitudes below ``MIN_MAGNITUDE`` become exactly 0:
+products of values such as 5e-158 underflow, and underflow is not what a derivation is
+about (the tolerance's ``tiny`` term covers the underflow that a layer produces itself).
+Shapes come from small menus: every new shape costs the oracle a JAX compile (0.2-1 s on
+2 cores), so a spec offers a handful of shapes that include the edge cases (sizes of 1,
+an empty batch, ...) and lets hypothesis vary the values, the menu choice and the
 hyperparameters; shrinking then moves within the menu and never recompiles much.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 VALUE_BOUND = 2.0
 MIN_MAGNITUDE = 1e-3
 
+SPECIAL_SELECTORS = 40
+"""Of the 256 values of an element's first byte, this many pick a special value (~16%)."""
+
 
 def floats(low: float = -VALUE_BOUND, high: float = VALUE_BOUND) -> st.SearchStrategy[float]:
-    """Finite float64 values in [low, high]: 0 or of magnitude at least MIN_MAGNITUDE."""
+    """One finite float64 in [low, high], 0 or of magnitude at least MIN_MAGNITUDE (a hyperparameter)."""
     values = st.floats(low, high, allow_nan=False, allow_infinity=False, allow_subnormal=False, width=64)
     return values.map(lambda v: v if abs(v) >= MIN_MAGNITUDE or not low <= 0.0 <= high else 0.0)
 
 
-def signed(gap: float, bound: float = VALUE_BOUND) -> st.SearchStrategy[float]:
-    """Values with gap <= |v| <= bound, of either sign: a margin from a kink at 0 (relu, a
+class Values:
+    """Where an array's elements lie: a union of closed ranges, each picked equally often.
+
+    ``values(low, high)`` is one range; ``a | b`` the union (e.g. mostly moderate values,
+    some large); ``signed(gap)`` the two ranges [gap, bound] and [-bound, -gap].
+    """
+
+    def __init__(self, *ranges: tuple[float, float]):
+        for low, high in ranges:
+            if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+                raise ValueError(f"a range must be finite with low <= high, got ({low}, {high})")
+        self.ranges = tuple((float(low), float(high)) for low, high in ranges)
+        # per range: the point nearest 0, the ends, +-1 and +-1/2 where inside, and NaN,
+        # which stands for "a repeat of the previous element"
+        self._specials = np.array([
+            [anchor, low, high, *(v if low <= v <= high else anchor for v in (1.0, -1.0, 0.5, -0.5)), np.nan]
+            for low, high in self.ranges for anchor in [min(max(0.0, low), high)]])
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Values) and self.ranges == other.ranges
+
+    def __hash__(self) -> int:
+        return hash(self.ranges)
+
+    def __or__(self, other: Values) -> Values:
+        return Values(*self.ranges, *other.ranges)
+
+    def __repr__(self) -> str:
+        return " | ".join(f"[{low:g}, {high:g}]" for low, high in self.ranges)
+
+    def decode(self, words: np.ndarray) -> np.ndarray:
+        """float64 values from uint32 words: the first byte picks a range (or a special
+        value), the other 24 bits a point of it, measured from the point nearest 0."""
+        selector, bits = words >> 24, words & 0xFFFFFF
+        ordinary = selector < 256 - SPECIAL_SELECTORS
+        which = np.where(ordinary, selector * len(self.ranges) // (256 - SPECIAL_SELECTORS),
+                         bits % len(self.ranges))
+        low, high = (np.array([r[i] for r in self.ranges])[which] for i in (0, 1))
+        anchor = np.clip(0.0, low, high)
+        up, down = high - anchor, anchor - low
+        both = (up > 0) & (down > 0)
+        # on a two-sided range the lowest bit picks the side, else all 24 bits measure
+        fraction = np.where(both, (bits >> 1) / 2.0 ** 23, bits / 2.0 ** 24)
+        negative = np.where(both, bits & 1, down > 0).astype(bool)
+        x = np.where(negative, anchor - fraction * down, anchor + fraction * up)
+
+        pick = np.where(ordinary, 0, (selector - (256 - SPECIAL_SELECTORS)) % self._specials.shape[1])
+        special = self._specials[which, pick]
+        x = np.where(ordinary, x, special)
+        repeat = ~ordinary & np.isnan(special)
+        if repeat.any():  # the previous element's value (the first element: its range's anchor)
+            flat_repeat, flat_x = repeat.ravel(), x.ravel()
+            source = np.maximum.accumulate(np.where(flat_repeat, -1, np.arange(flat_x.size)))
+            x = np.where(source >= 0, flat_x[np.maximum(source, 0)], anchor.ravel()).reshape(x.shape)
+        return np.where((np.abs(x) < MIN_MAGNITUDE) & (low <= 0.0) & (0.0 <= high), 0.0, x)
+
+
+def values(low: float = -VALUE_BOUND, high: float = VALUE_BOUND) -> Values:
+    """Elements in [low, high]."""
+    return Values((low, high))
+
+
+def signed(gap: float, bound: float = VALUE_BOUND) -> Values:
+    """Elements with gap <= |v| <= bound, of either sign: a margin from a kink at 0 (relu, a
     hinge's margin) by construction, where filtering would reject draws and slow shrinking."""
-    return st.one_of(floats(gap, bound), floats(-bound, -gap))
+    return Values((gap, bound), (-bound, -gap))
+
+
+CHUNK_BYTES = 32
+_chunk = st.binary(min_size=CHUNK_BYTES, max_size=CHUNK_BYTES)
+
+
+@functools.lru_cache(maxsize=None)  # building a strategy costs hypothesis a source inspection
+def _words(shape, nbytes: int = 4) -> st.SearchStrategy[np.ndarray]:
+    """Unsigned big-endian words of ``nbytes`` each, one per element of ``shape``.
+
+    The bytes come in chunks of one fixed size, whatever the array: hypothesis's mutator
+    copies a draw over another one with the same label, and a copy that does not fit the
+    target's size is replaced by the simplest value, all zeros. (One byte string per array
+    made half of all arrays zero.) Every chunk fits every chunk's place, so a copy only
+    repeats values, which is what the mutator is for.
+    """
+    size = math.prod(shape)
+    dtype = {2: ">u2", 4: ">u4"}[nbytes]
+    chunks = -(-size * nbytes // CHUNK_BYTES)
+
+    @st.composite
+    def words(draw, _size=(size, nbytes)):  # the default gives each size its own hypothesis label
+        raw = b"".join(draw(_chunk) for _ in range(chunks))
+        return np.frombuffer(raw[:size * nbytes], dtype=dtype).astype(np.int64).reshape(shape)
+
+    return words()
 
 
 def arrays(shape, *, low: float = -VALUE_BOUND, high: float = VALUE_BOUND,
-           elements: st.SearchStrategy[float] | None = None) -> st.SearchStrategy[np.ndarray]:
-    """Dense float64 arrays of ``shape``, elements in [low, high] or drawn from ``elements``."""
-    values = floats(low, high) if elements is None else elements
-    return hnp.arrays(np.float64, tuple(shape), elements=values, fill=st.nothing())
+           elements: Values | None = None) -> st.SearchStrategy[np.ndarray]:
+    """float64 arrays of ``shape``, elements in [low, high] or as ``elements`` says."""
+    return _arrays(tuple(shape), values(low, high) if elements is None else elements)
+
+
+@functools.lru_cache(maxsize=None)
+def _arrays(shape, elements: Values) -> st.SearchStrategy[np.ndarray]:
+    return _words(shape).map(elements.decode)
 
 
 def indices(shape, stop: int) -> st.SearchStrategy[np.ndarray]:
     """int64 arrays of ``shape`` with entries in [0, stop): labels, embedding indices."""
-    return hnp.arrays(np.int64, tuple(shape), elements=st.integers(0, stop - 1))
+    return _indices(tuple(shape), stop)
+
+
+@functools.lru_cache(maxsize=None)
+def _indices(shape, stop: int) -> st.SearchStrategy[np.ndarray]:
+    return _words(shape, 2).map(lambda words: np.asarray(words % stop))
+
+
+def choices(shape, options) -> st.SearchStrategy[np.ndarray]:
+    """float64 arrays of ``shape`` whose entries are taken from ``options`` (shrinking to the first)."""
+    return _choices(tuple(shape), tuple(float(v) for v in options))
+
+
+@functools.lru_cache(maxsize=None)
+def _choices(shape, options: tuple[float, ...]) -> st.SearchStrategy[np.ndarray]:
+    table = np.array(options)
+    return _words(shape, 2).map(lambda words: np.asarray(table[words % len(table)]))
 
 
 @st.composite
 def distinct_arrays(draw, shape, step: float = 2.0 ** -7, bound: float = VALUE_BOUND):
     """Arrays whose entries are pairwise at least ``step`` apart (no ties: max pooling).
 
-    x = step * (size * coarse + fine): coarse free integers as large as ``bound`` allows,
-    fine a permutation of 0 .. size-1, which breaks every tie of coarse. Both shrink freely
-    (toward 0 and toward the identity); ``hnp.arrays(unique=True)`` instead makes hypothesis
-    reject most of its shrinking attempts (about 100x slower). The default step, 2^-7, is
-    exact in float32 and far wider than a finite-difference step moves an entry.
+    x = step * (size * coarse + fine): coarse integers as large as ``bound`` allows, and
+    fine a permutation of 0 .. size-1 (the stable order of drawn keys), which breaks every
+    tie of coarse. Both shrink freely, toward 0 and toward the identity.
     """
     size = math.prod(shape)
     if size == 0:
         return np.zeros(shape)
     reach = int(bound / (step * size)) - 1
-    coarse = draw(hnp.arrays(np.int64, tuple(shape), elements=st.integers(-reach, reach), fill=st.nothing()))
-    fine = np.array(draw(st.permutations(range(size)))).reshape(shape)
-    return step * (size * coarse + fine)
+    words = draw(_words(tuple(shape))).ravel()
+    zigzag = (words >> 16) % (2 * reach + 1)  # 0, 1, 2, 3, ... -> 0, -1, 1, -2, ...
+    coarse = np.where(zigzag % 2, -(zigzag + 1) // 2, zigzag // 2)
+    fine = np.empty(size, dtype=np.int64)
+    fine[np.argsort(words & 0xFFFF, kind="stable")] = np.arange(size)
+    return (step * (size * coarse + fine)).reshape(shape)
 
 
 def arrays_of(*shapes, low: float = -VALUE_BOUND, high: float = VALUE_BOUND) -> st.SearchStrategy[tuple]:

@@ -32,12 +32,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 from jax import lax
 
 from reference import activations as ref
 from verification.layer import BenchCase, Layer, Mutant, Variant
-from verification.strategies import floats, signed
+from verification.strategies import arrays, floats, signed, values
 
 # Any shape: a matrix, a single element, an empty batch, rank 3.
 SHAPES = ((4, 3), (1, 1), (0, 3), (2, 3, 2), ())  # () : a 0-d input stays a 0-d array
@@ -147,16 +146,16 @@ _silu_magnitude = functools.partial(_elementwise_magnitude, gate=jax_sigmoid)
 # ----------------------------------------------------------------------------------------
 # Strategies.
 
-SMOOTH = st.one_of(floats(), floats(-WIDE, WIDE))
-AWAY_FROM_KINK = st.one_of(signed(KINK_GAP), signed(KINK_GAP, WIDE))
-GELU_TANH_RANGE = st.one_of(floats(), floats(GELU_TANH_LOW, WIDE))
+SMOOTH = values() | values(-WIDE, WIDE)
+AWAY_FROM_KINK = signed(KINK_GAP) | signed(KINK_GAP, WIDE)
+GELU_TANH_RANGE = values() | values(GELU_TANH_LOW, WIDE)
 
 
 @st.composite
 def activation_inputs(draw, elements, **hyper):
     """x of a shape from SHAPES with the given elements; float hyperparameters (traced: free)."""
     shape = draw(st.sampled_from(SHAPES))
-    x = draw(hnp.arrays(np.float64, shape, elements=elements, fill=st.nothing()))
+    x = draw(arrays(shape, elements=elements))
     return (x,), {name: draw(values) for name, values in hyper.items()}
 
 

@@ -23,7 +23,7 @@ from verification.tolerance import multilinear_magnitude
 
 # (x shape, w shape, hyperparameters); hyperparameters left out take the defaults
 # (stride 1, padding 0, dilation 1, groups 1), as they would for a caller. Arrays are
-# small: hypothesis draws (and shrinks) them element by element.
+# small: the shrunk failing example stays readable.
 CONV2D_CASES = (
     # padding 0 (the CS231n dx_pad[:, :, p:-p] bug), H != W and KH != KW
     ((2, 2, 3, 4), (2, 2, 2, 3), {}),

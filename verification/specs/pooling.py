@@ -24,7 +24,7 @@ from verification.strategies import arrays, distinct_arrays
 from verification.tolerance import multilinear_magnitude
 
 # (x shape, hyperparameters); a stride left out defaults to the kernel. Arrays are small:
-# hypothesis draws (and shrinks) them element by element.
+# the shrunk failing example stays readable.
 POOL_CASES = (
     # 2x2, stride 2; H = 3 and W = 5 leave the last row and column outside every window
     ((2, 2, 3, 5), {"kernel": 2}),
