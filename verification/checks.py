@@ -186,7 +186,7 @@ def examine(layer: Layer, arrays, hyper, *, dtype="float64", cotangent_seed: int
             layer.jax_forward, arrays64, hyper_given,
             (draws.dout.astype(np.float64),) + ((draws.dout2.astype(np.float64),) if need_second else ()),
             tangents=draws.tangents if need_tangents else None,
-            magnitude=layer.magnitude, with_jacobian=with_jacobian)
+            magnitude=layer.magnitude, with_jacobian=with_jacobian, elementwise=layer.elementwise)
     except Exception as error:
         add(Outcome(ORACLE, "fail", message=(
             f"the JAX specification raised {_describe(error)}: the specification or the "

@@ -45,6 +45,10 @@ class Layer:
     linear_in: indices of the arrays the forward is linear (affine) in, holding the others
         fixed: x and w of ``linear``, all three of ``affine``. Finite differences along
         those inputs are exact up to rounding, so they may use a large step.
+    elementwise: True when the layer has one input, its output has the input's shape and
+        out[i] depends on x[i] alone (the activations). A hint that saves compiles: the
+        oracles then evaluate every small shape as one zero-padded vector, so the shapes
+        of a menu share one compiled program (shapes and results are unchanged).
     bench: optional ``bench(rng) -> BenchCase``: inputs at one realistic size (e.g. conv2d
         with N=32, C=64, 32x32, F=64, 3x3), for the speed comparison in ``make bench``.
     """
@@ -58,6 +62,7 @@ class Layer:
     input_names: tuple[str, ...] | None = None
     per_example: bool = False
     linear_in: tuple[int, ...] = ()
+    elementwise: bool = False
     bench: Callable[[np.random.Generator], BenchCase] | None = None
 
     def __post_init__(self):

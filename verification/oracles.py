@@ -71,6 +71,10 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+ELEMENTWISE_LENGTH = 64
+"""Elementwise layers' inputs up to this size share one compiled oracle (see ``evaluate``)."""
+
+
 class OracleResult(NamedTuple):
     out: np.ndarray
     vjp: tuple[np.ndarray, ...]  # pullback of the first cotangent, per input
@@ -137,12 +141,19 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, with_j
 
 
 def evaluate(jax_forward, arrays, hyper, douts, *, tangents=None, magnitude=None,
-             with_jacobian=True) -> OracleResult:
+             with_jacobian=True, elementwise=False) -> OracleResult:
     """Run the float64 oracles on one example.
 
     ``arrays``: float64 inputs; ``douts``: one or two float64 cotangents (the second feeds
     the linearity property); ``tangents``: one float64 tangent per input, for forward mode.
+    ``elementwise``: the layer's declaration (``Layer.elementwise``); one input of at most
+    ``ELEMENTWISE_LENGTH`` elements, with no array hyperparameter, is then evaluated as a
+    zero-padded vector of that length, which every shape shares.
     """
+    if (elementwise and len(arrays) == 1 and np.size(arrays[0]) <= ELEMENTWISE_LENGTH
+            and not any(isinstance(v, np.ndarray) for v in hyper.values())):
+        return _evaluate_as_vector(jax_forward, arrays[0], hyper, douts, tangents=tangents,
+                                   magnitude=magnitude, with_jacobian=with_jacobian)
     static, traced = split_hyper(hyper)
     function = _compiled(jax_forward, magnitude, static, with_jacobian, tangents is not None)
     out, vjps, jac, jvps, out_scale, grad_scales = jax.device_get(
@@ -164,3 +175,23 @@ def evaluate(jax_forward, arrays, hyper, douts, *, tangents=None, magnitude=None
         grad_scales=None if grad_scales is None else arrays_of(grad_scales[0]),
         grad_scales2=arrays_of(grad_scales[1]) if grad_scales is not None and second else None,
     )
+
+
+def _evaluate_as_vector(jax_forward, x, hyper, douts, *, tangents, magnitude, with_jacobian) -> OracleResult:
+    """An elementwise layer's oracles on x flattened and zero-padded to ELEMENTWISE_LENGTH.
+
+    The padding's own outputs, gradients and Jacobian rows are computed and dropped; none
+    reaches a real element, since out[i] depends on x[i] alone (the Jacobian is diagonal).
+    """
+    def vector(a):
+        return np.pad(np.ravel(a), (0, ELEMENTWISE_LENGTH - np.size(a)))
+
+    def shaped(a):
+        return np.asarray(a)[:x.size].reshape(x.shape)
+
+    padded = evaluate(jax_forward, (vector(x),), hyper, tuple(vector(d) for d in douts),
+                      tangents=None if tangents is None else (vector(tangents[0]),),
+                      magnitude=magnitude, with_jacobian=with_jacobian)
+    return OracleResult(*(
+        None if field is None else tuple(map(shaped, field)) if isinstance(field, tuple) else shaped(field)
+        for field in padded))

@@ -2,7 +2,7 @@
 
 Arrays are drawn as byte strings and decoded with NumPy, four bytes per element:
 hypothesis draws a float element by element at about 60 us apiece, which made drawing
-the inputs 40% of a ``make verify`` run; a 32-byte chunk per 8 elements costs a fraction
+the inputs 40% of a ``make verify`` run; a 64-byte chunk per 16 elements costs a fraction
 of that and still shrinks, toward the simplest values (all-zero bytes decode to 0, or to
 the point of the range nearest 0). The decoding keeps what hypothesis's own floats are good at finding:
 about one element in six is a special value (the range's ends, 0, +-1, +-1/2, or a repeat
@@ -94,6 +94,7 @@ class Values:
         return np.where((np.abs(x) < MIN_MAGNITUDE) & (low <= 0.0) & (0.0 <= high), 0.0, x)
 
 
+@functools.lru_cache(maxsize=None)
 def values(low: float = -VALUE_BOUND, high: float = VALUE_BOUND) -> Values:
     """Elements in [low, high]."""
     return Values((low, high))
@@ -105,7 +106,7 @@ def signed(gap: float, bound: float = VALUE_BOUND) -> Values:
     return Values((gap, bound), (-bound, -gap))
 
 
-CHUNK_BYTES = 32
+CHUNK_BYTES = 64
 _chunk = st.binary(min_size=CHUNK_BYTES, max_size=CHUNK_BYTES)
 
 

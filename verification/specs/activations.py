@@ -165,7 +165,7 @@ def _activation(name, jax_forward, inputs, magnitude=_elementwise_magnitude, **b
         return BenchCase((3.0 * rng.standard_normal((256, 4096)),), bench_hyper)
 
     return Layer(name, getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"), jax_forward,
-                 inputs, magnitude=magnitude, per_example=True, bench=bench)
+                 inputs, magnitude=magnitude, per_example=True, elementwise=True, bench=bench)
 
 
 relu = _activation("relu", jax_relu, activation_inputs(AWAY_FROM_KINK))
