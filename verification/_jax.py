@@ -4,7 +4,7 @@
   float32 (normwise difference ~1e-7), and every float64 proof would fail; enabling
   it after a shape was traced can still return stale float32, so it happens here,
   at import, and the oracles also check the dtype they get back.
-* A persistent compilation cache: an oracle compiles once per shape (0.3-1.2 s on
+* A persistent compilation cache: an oracle compiles once per shape (0.2-0.5 s on
   the 2-core machine, against ~0.2 ms per call), so reruns reuse the compiled code.
   ``BACKPROP_JAX_CACHE`` names the folder; set it empty to switch the cache off.
 """

@@ -8,7 +8,7 @@ For an example (arrays, hyper, dout) a single ``jax.jit`` of the specification r
   explicit chain rule the Jacobian-free formula replaces (only when it fits the budget);
 * the error magnitudes the tolerance policy scales by (``verification.tolerance``).
 
-Compiling costs 0.3-1.2 s per new shape on 2 cores while a call costs ~0.2 ms, so
+Compiling costs 0.2-0.5 s per new shape on 2 cores while a call costs ~0.2 ms, so
 everything is computed in float64 by one function, cached per specification and static
 hyperparameters (jit itself caches per shape); float and array hyperparameters are
 traced arguments, so drawing new labels or a new eps does not recompile.

@@ -11,7 +11,7 @@ of the previous element), the rest are spread over the range.
 Values are bounded and finite, and magnitudes below ``MIN_MAGNITUDE`` become exactly 0:
 products of values such as 5e-158 underflow, and underflow is not what a derivation is
 about (the tolerance's ``tiny`` term covers the underflow that a layer produces itself).
-Shapes come from small menus: every new shape costs the oracle a JAX compile (0.2-1 s on
+Shapes come from small menus: every new shape costs the oracle a JAX compile (0.2-0.5 s on
 2 cores), so a spec offers a handful of shapes that include the edge cases (sizes of 1,
 an empty batch, ...) and lets hypothesis vary the values, the menu choice and the
 hyperparameters; shrinking then moves within the menu and never recompiles much.

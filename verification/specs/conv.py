@@ -4,7 +4,7 @@ The specification is ``lax.conv_general_dilated`` (XLA's own convolution, with
 ``feature_group_count``, ``rhs_dilation`` and explicit padding pairs), nothing like the
 NumPy im2col, so the forward is checked too. Stride, padding, dilation and groups are
 ints or tuples, static to the oracle: each distinct (shape, hyperparameters) pair
-compiles once (~1.2 s on 2 cores), so the strategies draw from small menus of cases
+compiles once (~0.3 s on 2 cores), so the strategies draw from small menus of cases
 that together cover the edge cases, and hypothesis varies the values.
 """
 from __future__ import annotations
