@@ -27,7 +27,7 @@ from . import _jax  # noqa: F401  (x64 before any trace)
 JACOBIAN_BUDGET_BYTES = 256 * 2**20
 """Default memory allowed for the explicit Jacobian check; above it the check is skipped."""
 
-QUICK_COMPILE = {"xla_cpu_use_fusion_emitters": False}
+ORACLE_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 """XLA options for the oracle programs. Their arrays are tiny, so compiling is what costs:
 XLA's CPU fusion emitters (MLIR, the default) take 2-2.5x as long to compile them as its
 classic elemental emitter (12 programs: 3.6-4.2 s against 1.2-1.9 s; the whole cold
@@ -138,7 +138,7 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, with_j
                 for k in range(len(arrays)))
         return out, vjps, jac, jvps, out_scale, grad_scales
 
-    return jax.jit(oracle, compiler_options=QUICK_COMPILE)
+    return jax.jit(oracle, compiler_options=ORACLE_COMPILER_OPTIONS)
 
 
 def evaluate(jax_forward, arrays, hyper, douts, *, tangents=None, magnitude=None,
