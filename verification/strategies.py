@@ -49,6 +49,7 @@ class Values:
             if not (math.isfinite(low) and math.isfinite(high) and low <= high):
                 raise ValueError(f"a range must be finite with low <= high, got ({low}, {high})")
         self.ranges = tuple((float(low), float(high)) for low, high in ranges)
+        self._lows, self._highs = (np.array([r[i] for r in self.ranges]) for i in (0, 1))
         # per range: the point nearest 0, the ends, +-1 and +-1/2 where inside, and NaN,
         # which stands for "a repeat of the previous element"
         self._specials = np.array([
@@ -74,7 +75,7 @@ class Values:
         ordinary = selector < 256 - SPECIAL_SELECTORS
         which = np.where(ordinary, selector * len(self.ranges) // (256 - SPECIAL_SELECTORS),
                          bits % len(self.ranges))
-        low, high = (np.array([r[i] for r in self.ranges])[which] for i in (0, 1))
+        low, high = self._lows[which], self._highs[which]
         anchor = np.clip(0.0, low, high)
         up, down = high - anchor, anchor - low
         both = (up > 0) & (down > 0)
