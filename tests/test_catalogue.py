@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import TEST_EXAMPLES
-from verification import CHECKS, LAYERS, check_layer, oracles
+from verification import CHECKS, LAYERS, Hints, check_layer, oracles
 from verification.checks import FLOAT64_ONLY
 
 
@@ -16,7 +16,7 @@ def test_layer_passes_every_check(name, dtype):
     assert report.passed, f"\n{report}"
     layer = LAYERS[name]
     for check in CHECKS:
-        if check == "per_example" and not layer.per_example:
+        if check == "per_example" and not layer.hints.per_example:
             continue  # only layers that act per example declare (and are checked for) it
         if check in FLOAT64_ONLY and dtype != "float64":
             assert report.check(check, dtype).status == "skip"
@@ -34,7 +34,7 @@ def test_catalogue_is_read_only():
         LAYERS["mine"] = LAYERS["linear"]  # type: ignore[index]
 
 
-ELEMENTWISE = sorted(name for name, layer in LAYERS.items() if layer.elementwise)
+ELEMENTWISE = sorted(name for name, layer in LAYERS.items() if layer.hints.elementwise)
 
 
 def _oracles_both_ways(layer, shape, seed=0):
@@ -61,6 +61,6 @@ def test_an_elementwise_declaration_leaves_the_oracles_unchanged(name):
 def test_a_wrong_elementwise_declaration_changes_the_oracles():
     """softmax mixes its row: declared elementwise, its padded oracle is wrong, which the
     test above would catch."""
-    layer = dataclasses.replace(LAYERS["softmax"], elementwise=True)
+    layer = dataclasses.replace(LAYERS["softmax"], hints=Hints(elementwise=True))
     shaped, padded = _oracles_both_ways(layer, (2, 3))
     assert not np.allclose(shaped.out, padded.out)

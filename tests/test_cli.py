@@ -62,7 +62,7 @@ def test_mutants_command_prints_the_kill_matrix(tmp_path, capsys):
 def test_mutants_command_fails_when_a_mutant_survives(monkeypatch, capsys):
     from verification import Mutant, VARIANTS
 
-    survivor = Mutant("linear", "actually_correct", "the right backward, planted as a bug", LAYERS["linear"].backward)
+    survivor = Mutant("linear", "actually_correct", "the right backward, planted as a bug", LAYERS["linear"].backward, bug="formula")
     monkeypatch.setattr(cli, "MUTANTS", (survivor,))
     monkeypatch.setattr(cli, "VARIANTS", tuple(v for v in VARIANTS if v.layer == "linear"))
     code = cli.main(["mutants", "--layer", "linear", "--max-examples", "5", "--jobs", "1"])

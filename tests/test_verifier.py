@@ -49,7 +49,7 @@ def test_exception_inside_layer_is_a_failure_not_a_crash():
     def backward_that_raises(dout, cache):
         raise FloatingPointError("boom")
 
-    broken = Mutant("linear", "raises", "backward raises", backward_that_raises).apply(LAYERS["linear"])
+    broken = Mutant("linear", "raises", "backward raises", backward_that_raises, bug="crash").apply(LAYERS["linear"])
     report = check_layer(broken, max_examples=10, dtypes=("float64",))
     assert not report.passed
     failure = report.failures[0]
@@ -77,7 +77,8 @@ def test_float32_run_rounds_inputs_and_expects_float32_gradients():
     example = examine(LAYERS["linear"], (x, w), {}, dtype="float32")
     assert not example.failed
     widened = Mutant("linear", "widens", "returns float64",
-                     lambda dout, c: tuple(g.astype(np.float64) for g in LAYERS["linear"].backward(dout, c)))
+                     lambda dout, c: tuple(g.astype(np.float64) for g in LAYERS["linear"].backward(dout, c)),
+                     bug="dtype")
     failed = {o.check for o in examine(widened.apply(LAYERS["linear"]), (x, w), {}, dtype="float32").failed}
     assert failed == {"shapes"}
 

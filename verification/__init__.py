@@ -10,10 +10,11 @@
 from . import _jax  # noqa: F401  (jax_enable_x64 before anything traces)
 from .catalogue import LAYERS, MUTANTS, VARIANTS
 from .checks import CHECKS, examine
-from .layer import BenchCase, Layer, Mutant, Variant
+from .layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
+from .space import Space
 from .runner import CheckSummary, Failure, LayerReport, check_layer
 
 __all__ = [
-    "BenchCase", "CHECKS", "LAYERS", "MUTANTS", "VARIANTS", "CheckSummary", "Failure", "Layer", "LayerReport",
+    "BenchCase", "CHECKS", "ErrorCase", "Hints", "Space", "LAYERS", "MUTANTS", "VARIANTS", "CheckSummary", "Failure", "Layer", "LayerReport",
     "Mutant", "Variant", "check_layer", "examine",
 ]

@@ -186,7 +186,7 @@ def examine(layer: Layer, arrays, hyper, *, dtype="float64", cotangent_seed: int
             layer.jax_forward, arrays64, hyper_given,
             (draws.dout.astype(np.float64),) + ((draws.dout2.astype(np.float64),) if need_second else ()),
             tangents=draws.tangents if need_tangents else None,
-            magnitude=layer.magnitude, with_jacobian=with_jacobian, elementwise=layer.elementwise)
+            magnitude=layer.magnitude, with_jacobian=with_jacobian, elementwise=layer.hints.elementwise)
     except Exception as error:
         add(Outcome(ORACLE, "fail", message=(
             f"the JAX specification raised {_describe(error)}: the specification or the "
@@ -325,7 +325,7 @@ class _Study:
             return (float(np.sum(dout * (plus - minus))) / (2 * h),
                     tolerance.C * tolerance.eps(np.float64) * float(scale) / (2 * h))
 
-        if k in self.layer.linear_in:
+        if k in self.layer.hints.linear_in:
             return difference(FD_LINEAR_STEP)
         (coarse, coarse_rounding), (fine, fine_rounding) = difference(FD_STEP), difference(FD_STEP / 2)
         # Richardson: (4 fine - coarse) / 3 cancels the h^2 term; |coarse - fine| bounds what is left
@@ -411,7 +411,7 @@ class _Study:
 
     def per_example(self) -> Outcome:
         """Change dY in one row j: row i != j of dx must not move (bit for bit)."""
-        if not self.layer.per_example:
+        if not self.layer.hints.per_example:
             return Outcome("per_example", "skip", message="skipped: the layer does not declare per_example")
         if self.batch is None or self.batch < 2:
             return Outcome("per_example", "skip", message="skipped: needs a batch of at least 2")

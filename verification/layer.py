@@ -1,4 +1,14 @@
-"""The layer contract: what the verifier needs to know about a layer to prove its backward."""
+"""The layer contract: what the verifier needs to know about a layer to prove its backward.
+
+A ``Layer`` has three groups of fields:
+
+* identity: ``name``, the NumPy ``forward`` and ``backward``, the independent JAX
+  ``jax_forward``, and ``inputs`` (a ``Space`` or any hypothesis strategy of examples);
+* proof: ``hints`` (structure the checks may rely on, each validated against the
+  specification) and ``magnitude`` (the rounding-error scale, see ``verification.tolerance``);
+* extras: ``errors`` (bad calls and the messages they must raise, walked by the generic
+  contract tests) and ``bench`` (a realistic size for ``make bench``).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +18,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from hypothesis.strategies import SearchStrategy
+
+from .space import Space
 
 
 class BenchCase(NamedTuple):
@@ -19,59 +31,100 @@ class BenchCase(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Hints:
+    """Structure of the layer that checks and oracles may rely on. Each hint is checked
+    against the JAX specification on the first example; a wrong one stops the run with a
+    one-line ``LayerDefinitionError`` naming it.
+
+    per_example: the layer acts on each example separately: axis 0 of the output and of
+        the first array is the batch, and row i of the output depends on row i of the first
+        array only (linear, activations, layernorm; not batchnorm or a mean loss). The
+        verifier then checks that row i of dx depends on row i of dout only.
+    linear_in: indices of the arrays the forward is linear (affine) in, holding the others
+        fixed: x and w of ``linear``, all three of ``affine``. Finite differences along
+        those inputs are exact up to rounding, so they may use a large step.
+    elementwise: one input, an output of the input's shape, and out[i] depends on x[i]
+        alone (the activations). The oracles then evaluate every small shape as one
+        zero-padded vector, so the shapes of a space share one compiled program.
+    """
+
+    per_example: bool = False
+    linear_in: tuple[int, ...] = ()
+    elementwise: bool = False
+
+
+@dataclass(frozen=True)
+class ErrorCase:
+    """A bad call of the forward and the error it must raise (as PyTorch's OpInfo
+    ``error_inputs``): ``forward(*arrays, **hyper)`` raises ``error`` with a message matching
+    the regular expression ``match`` (it names the argument, its shape and what was expected)."""
+
+    description: str
+    arrays: tuple
+    hyper: dict
+    error: type[Exception]
+    match: str
+
+
+@dataclass(frozen=True)
 class Layer:
     """One layer of the catalogue (or one of your own), as the verifier sees it.
 
     name: catalogue name, e.g. ``"linear"``.
-    forward: NumPy, ``forward(*arrays, **hyper) -> (out, cache)``.
-    backward: NumPy, ``backward(dout, cache) -> tuple of grads``, one per array, in order.
-    jax_forward: JAX, ``jax_forward(*arrays, **hyper) -> out``: an independent formula of
-        the same function, written with JAX's own primitives; the oracles differentiate it.
-        Float and array hyperparameters reach it traced (so new values do not recompile):
-        use them in arithmetic, not in Python control flow.
-    inputs: hypothesis strategy drawing ``(arrays, hyper)``: a tuple of float64 arrays (the
-        differentiable inputs) and a dict of keyword hyperparameters passed to both forwards.
+    forward: NumPy, ``forward(*arrays, **hyper) -> (out, cache)``; ``out`` is an array, or
+        a tuple of arrays for a layer with several outputs (``lstm_step``: ``(h, c)``).
+    backward: NumPy, ``backward(dout, cache) -> tuple of grads``, one per array, in order;
+        ``dout`` has the structure of ``out`` (a tuple ``(dh, dc)`` for several outputs).
+    jax_forward: JAX, ``jax_forward(*arrays, **hyper) -> out`` (the same structure): an
+        independent formula of the same function, written with JAX's own primitives; the
+        oracles differentiate it. Float and array hyperparameters reach it traced (so new
+        values do not recompile): use them in arithmetic, not in Python control flow.
+    inputs: a ``Space`` (configurations from ranges and constraints, edge cases, values),
+        or any hypothesis strategy drawing ``(arrays, hyper)``: a tuple of float64 arrays
+        (the differentiable inputs) and a dict of keyword hyperparameters.
     magnitude: optional JAX function ``magnitude(f, arrays, hyper, dout) -> (out_scale,
-        grad_scales)`` giving, elementwise, the sum of absolute values of the terms each
-        result is computed from; the tolerance is a multiple of eps times it (see
-        ``verification.tolerance``). Without it the scale comes from the Jacobian:
-        ``|J|^T |dout|`` for gradients, ``|out| + sum_k |J_k| |a_k|`` for the output.
+        grad_scales)`` (or ``(out_scale, grad_scales, underflow)``) giving, elementwise, the
+        sum of absolute values of the terms each result is computed from; see
+        ``verification.tolerance``. Without it the scale comes from the Jacobian.
+    hints: ``Hints`` (per_example, linear_in, elementwise).
     input_names: names of the arrays, for reports; by default the forward's positional
         parameter names (``x, w, b`` -> gradients ``dx, dw, db``).
-    per_example: True when the layer acts on each example separately: axis 0 of the
-        output and of the first array is the batch, and row i of the output depends on row
-        i of the first array only (linear, activations, layernorm; not batchnorm or a
-        mean loss). The verifier then checks that row i of dx depends on row i of dout only.
-    linear_in: indices of the arrays the forward is linear (affine) in, holding the others
-        fixed: x and w of ``linear``, all three of ``affine``. Finite differences along
-        those inputs are exact up to rounding, so they may use a large step.
-    elementwise: True when the layer has one input, its output has the input's shape and
-        out[i] depends on x[i] alone (the activations). A hint that saves compiles: the
-        oracles then evaluate every small shape as one zero-padded vector, so the shapes
-        of a menu share one compiled program (shapes and results are unchanged).
-    bench: optional ``bench(rng) -> BenchCase``: inputs at one realistic size (e.g. conv2d
-        with N=32, C=64, 32x32, F=64, 3x3), for the speed comparison in ``make bench``.
+    output_names: names of the outputs, for reports: ``("out",)`` by default, ``("h", "c")``
+        for an LSTM step.
+    errors: ``ErrorCase``s: bad calls and the errors they must raise.
+    bench: optional ``bench(rng) -> BenchCase``: inputs at one realistic size.
     """
 
     name: str
     forward: Callable[..., tuple[Any, Any]]
     backward: Callable[..., tuple]
     jax_forward: Callable[..., Any]
-    inputs: SearchStrategy
+    inputs: Space | SearchStrategy
     magnitude: Callable[..., tuple] | None = None
+    hints: Hints = Hints()
     input_names: tuple[str, ...] | None = None
-    per_example: bool = False
-    linear_in: tuple[int, ...] = ()
-    elementwise: bool = False
+    output_names: tuple[str, ...] = ("out",)
+    errors: tuple[ErrorCase, ...] = ()
     bench: Callable[[np.random.Generator], BenchCase] | None = None
 
     def __post_init__(self):
         if self.input_names is None:
             object.__setattr__(self, "input_names", _positional_names(self.forward))
+        if not isinstance(self.hints, Hints):
+            raise TypeError(f"Layer {self.name!r}: hints must be a verification.Hints, got {type(self.hints).__name__}")
 
     @property
     def grad_names(self) -> tuple[str, ...]:
         return tuple(f"d{name}" for name in self.input_names)
+
+    @property
+    def space(self) -> Space | None:
+        return self.inputs if isinstance(self.inputs, Space) else None
+
+    @property
+    def strategy(self) -> SearchStrategy:
+        """The strategy of whole examples ``(arrays, hyper)``."""
+        return self.inputs.strategy() if isinstance(self.inputs, Space) else self.inputs
 
 
 def _positional_names(function) -> tuple[str, ...]:
@@ -81,6 +134,43 @@ def _positional_names(function) -> tuple[str, ...]:
         return ()
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return tuple(p.name for p in params if p.kind in kinds)
+
+
+BUG_CLASSES = {
+    # the derivative is wrong
+    "transpose": "a transposed gradient, or a transpose missing",
+    "order": "gradients returned in the wrong order",
+    "sign": "the sign flipped",
+    "factor": "off by a constant factor (a scale, N, 1/N, the keep probability p)",
+    "wrong_axis": "reduced, normalised or indexed along the wrong axis",
+    "partial": "right except at some entries: an off-by-one, = instead of +=, a boundary or a step left out",
+    "missing": "a gradient (or a whole path of it) never written: all zeros",
+    "extra_term": "adds something that does not come from dout",
+    "batch_mixing": "examples of the batch leak into each other",
+    "formula": "a wrong or missing term: wrong values in no simpler pattern",
+    "nan": "produces NaN or inf where the derivative is finite",
+    # the mathematics is right, the contract is not
+    "shape": "right values in the wrong shape (not reshaped, keepdims)",
+    "dtype": "the input's dtype is not kept",
+    "in_place": "modifies an input, a hyperparameter or dout in place",
+    "aliasing": "returns memory shared with an input, dout, the cache or another gradient",
+    "layout": "wrong for Fortran-ordered, strided or read-only arrays",
+    "crash": "raises on a valid input (an empty batch, a 0-d array, T = 1, ...)",
+    # the formula is right, the arithmetic loses digits
+    "precision": "float32 arithmetic inside a float64 run",
+    "instability": "a right formula that loses digits (saturation, cancellation, underflow)",
+}
+"""The bug classes the diagnosis names, and that each mutant declares as its true class."""
+
+TIERS = ("wrong", "contract", "inaccurate", "pass")
+"""Verdicts, most severe first."""
+
+TIER_OF = {
+    **{bug: "wrong" for bug in ("transpose", "order", "sign", "factor", "wrong_axis", "partial", "missing",
+                                "extra_term", "batch_mixing", "formula", "nan")},
+    **{bug: "contract" for bug in ("shape", "dtype", "in_place", "aliasing", "layout", "crash")},
+    **{bug: "inaccurate" for bug in ("precision", "instability")},
+}
 
 
 @dataclass(frozen=True)
@@ -96,16 +186,28 @@ class Replacement:
     def apply(self, layer: Layer) -> Layer:
         if layer.name != self.layer:
             raise ValueError(f"{type(self).__name__} {self.name!r} is for layer {self.layer!r}, not {layer.name!r}")
-        changes = {"name": f"{layer.name}[{self.name}]"}
+        changes = {"name": self.key}
         if self.backward is not None:
             changes["backward"] = self.backward
         if self.forward is not None:
             changes["forward"] = self.forward
         return dataclasses.replace(layer, **changes)
 
+    @property
+    def key(self) -> str:
+        return f"{self.layer}[{self.name}]"
 
+
+@dataclass(frozen=True)
 class Mutant(Replacement):
-    """A deliberately wrong implementation: the verifier must reject it."""
+    """A deliberately wrong implementation: the verifier must reject it. ``bug`` is its true
+    class (a key of ``BUG_CLASSES``), against which ``make mutants`` scores the diagnosis."""
+
+    bug: str = ""
+
+    def __post_init__(self):
+        if self.bug not in BUG_CLASSES:
+            raise ValueError(f"Mutant {self.key}: bug must be one of {', '.join(BUG_CLASSES)}, got {self.bug!r}")
 
 
 class Variant(Replacement):

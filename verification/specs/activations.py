@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 from reference import activations as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays, floats, signed, values
 
 # Any shape: a matrix, a single element, an empty batch, rank 3.
@@ -165,7 +165,7 @@ def _activation(name, jax_forward, inputs, magnitude=_elementwise_magnitude, **b
         return BenchCase((3.0 * rng.standard_normal((256, 4096)),), bench_hyper)
 
     return Layer(name, getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"), jax_forward,
-                 inputs, magnitude=magnitude, per_example=True, elementwise=True, bench=bench)
+                 inputs, magnitude=magnitude, hints=Hints(per_example=True, elementwise=True), bench=bench)
 
 
 relu = _activation("relu", jax_relu, activation_inputs(AWAY_FROM_KINK))
@@ -254,40 +254,40 @@ def _relu_backward_in_place(dout, cache):
 
 MUTANTS = (
     Mutant("relu", "passes_negatives", "dx = dout everywhere: the mask is forgotten",
-           lambda dout, c: (dout.copy(),)),
+           lambda dout, c: (dout.copy(),), bug='formula'),
     Mutant("relu", "mask_from_dout", "masks where dout > 0 instead of where x > 0",
-           lambda dout, c: (np.where(dout > 0, dout, 0),)),
-    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place),
+           lambda dout, c: (np.where(dout > 0, dout, 0),), bug='formula'),
+    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place, bug='in_place'),
     Mutant("leaky_relu", "slope_on_wrong_side", "slope applied where x >= 0, 1 where x < 0",
-           forward=_caching("leaky_relu", lambda x, slope: np.where(x >= 0, slope, 1.0))),
+           forward=_caching("leaky_relu", lambda x, slope: np.where(x >= 0, slope, 1.0)), bug='formula'),
     Mutant("leaky_relu", "negatives_dropped", "relu's derivative: 0 where x < 0, slope forgotten",
-           forward=_caching("leaky_relu", lambda x, slope: x >= 0)),
+           forward=_caching("leaky_relu", lambda x, slope: x >= 0), bug='formula'),
     Mutant("elu", "alpha_times_x", "alpha x instead of alpha e^x on the negative side",
-           forward=_caching("elu", lambda x, alpha: np.where(x > 0, 1.0, alpha * x))),
+           forward=_caching("elu", lambda x, alpha: np.where(x > 0, 1.0, alpha * x)), bug='formula'),
     Mutant("elu", "output_not_plus_alpha", "y instead of y + alpha on the negative side: alpha (e^x - 1) "
            "where alpha e^x was meant",
-           forward=_caching("elu", lambda x, alpha: np.where(x > 0, 1.0, alpha * np.expm1(np.minimum(x, 0))))),
-    Mutant("sigmoid", "s_not_s_one_minus_s", "s' = s instead of s (1 - s)", forward=_caching("sigmoid", _logistic)),
+           forward=_caching("elu", lambda x, alpha: np.where(x > 0, 1.0, alpha * np.expm1(np.minimum(x, 0)))), bug='formula'),
+    Mutant("sigmoid", "s_not_s_one_minus_s", "s' = s instead of s (1 - s)", forward=_caching("sigmoid", _logistic), bug='formula'),
     Mutant("sigmoid", "slope_of_output", "s'(y) instead of s'(x): the output taken for x",
-           forward=_caching("sigmoid", lambda x: _logistic_slope(_logistic(x)))),
+           forward=_caching("sigmoid", lambda x: _logistic_slope(_logistic(x))), bug='formula'),
     Mutant("tanh", "one_minus_x_squared", "1 - x^2 instead of 1 - tanh^2 x",
-           forward=_caching("tanh", lambda x: 1 - np.square(x))),
+           forward=_caching("tanh", lambda x: 1 - np.square(x)), bug='formula'),
     Mutant("tanh", "square_forgotten", "1 - tanh x instead of 1 - tanh^2 x",
-           forward=_caching("tanh", lambda x: 1 - np.tanh(x))),
+           forward=_caching("tanh", lambda x: 1 - np.tanh(x)), bug='formula'),
     Mutant("softplus", "sigmoid_of_minus_x", "s(-x): the sign inside the exponential flipped",
-           forward=_caching("softplus", lambda x: _logistic(-x))),
+           forward=_caching("softplus", lambda x: _logistic(-x)), bug='formula'),
     Mutant("softplus", "sigmoid_again", "s'(x) = s(x) s(-x): the derivative of the derivative",
-           forward=_caching("softplus", _logistic_slope)),
+           forward=_caching("softplus", _logistic_slope), bug='formula'),
     Mutant("gelu", "missing_x_pdf", "Phi(x) alone: the product rule's x phi(x) term dropped",
-           forward=_caching("gelu", _normal_cdf)),
+           forward=_caching("gelu", _normal_cdf), bug='formula'),
     Mutant("gelu", "pdf_without_x", "Phi(x) + phi(x): the factor x of the second term dropped",
-           forward=_caching("gelu", lambda x: _normal_cdf(x) + _normal_pdf(x))),
+           forward=_caching("gelu", lambda x: _normal_cdf(x) + _normal_pdf(x)), bug='formula'),
     Mutant("gelu_tanh", "cubic_term_dropped", "u' = sqrt(2/pi): the 0.134145 x^2 of u' forgotten",
-           forward=_caching("gelu_tanh", _gelu_tanh_derivative_without_cubic)),
+           forward=_caching("gelu_tanh", _gelu_tanh_derivative_without_cubic), bug='formula'),
     Mutant("gelu_tanh", "exact_gelu_derivative", "the erf GELU's derivative, off by ~1e-3",
-           forward=_caching("gelu_tanh", lambda x: ref.gelu_forward(x)[1].derivative)),
+           forward=_caching("gelu_tanh", lambda x: ref.gelu_forward(x)[1].derivative), bug='formula'),
     Mutant("silu", "missing_x_term", "s(x) alone: the product rule's x s'(x) dropped",
-           forward=_caching("silu", _logistic)),
+           forward=_caching("silu", _logistic), bug='formula'),
     Mutant("silu", "missing_s_term", "x s'(x) alone: the product rule's s(x) dropped",
-           forward=_caching("silu", lambda x: x * _logistic_slope(x))),
+           forward=_caching("silu", lambda x: x * _logistic_slope(x)), bug='formula'),
 )

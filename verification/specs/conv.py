@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 from reference import conv as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays_of
 from verification.tolerance import multilinear_magnitude
 
@@ -84,10 +84,10 @@ def conv_bench(n, c, spatial, f, kernel):
 
 
 conv1d = Layer("conv1d", ref.conv1d_forward, ref.conv1d_backward, jax_conv, conv_inputs(CONV1D_CASES),
-               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1, 2),
+               magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1, 2)),
                bench=conv_bench(32, 64, (1024,), 64, (3,)))
 conv2d = Layer("conv2d", ref.conv2d_forward, ref.conv2d_backward, jax_conv, conv_inputs(CONV2D_CASES),
-               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1, 2),
+               magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1, 2)),
                bench=conv_bench(32, 64, (32, 32), 64, (3, 3)))
 
 
@@ -233,21 +233,21 @@ def _db_first_position(dout, cache):
 
 MUTANTS = (
     Mutant("conv2d", "kernel_not_flipped", "dx correlates dy with the kernel as is, not flipped",
-           _wrong_dx(kernel=_unflipped)),
+           _wrong_dx(kernel=_unflipped), bug='formula'),
     Mutant("conv2d", "stride_ignored_in_dx", "dy is not dilated by the stride before the transposed convolution",
-           _wrong_dx(stride=(1, 1))),
+           _wrong_dx(stride=(1, 1)), bug='formula'),
     Mutant("conv2d", "dilation_ignored_in_dx", "the transposed convolution uses dilation 1",
-           _wrong_dx(dilation=(1, 1))),
+           _wrong_dx(dilation=(1, 1)), bug='formula'),
     Mutant("conv2d", "pad_slicing", "crops dx_padded[:, :, p:-p, p:-p], which is empty for p = 0 (CS231n)",
-           _wrong_dx(crop=_cs231n_crop)),
+           _wrong_dx(crop=_cs231n_crop), bug='partial'),
     Mutant("conv2d", "groups_mixed", "transposes filters and channels across groups, as if there were one",
-           _wrong_dx(kernel=_transposed_across_groups)),
+           _wrong_dx(kernel=_transposed_across_groups), bug='formula'),
     Mutant("conv2d", "dw_reshaped_not_transposed", "dw built as (C/G KH KW, F/G) and reshaped to (F, C/G, KH, KW)",
-           _dw_reshaped_not_transposed),
+           _dw_reshaped_not_transposed, bug='transpose'),
     Mutant("conv2d", "db_first_position", "db sums dy over the batch at the first output position only",
-           _db_first_position),
+           _db_first_position, bug='partial'),
     Mutant("conv1d", "kernel_not_flipped", "dx correlates dy with the kernel as is, not flipped",
-           _wrong_dx(kernel=_unflipped)),
+           _wrong_dx(kernel=_unflipped), bug='formula'),
     Mutant("conv1d", "pad_slicing", "crops dx_padded[:, :, p:-p], which is empty for p = 0 (CS231n)",
-           _wrong_dx(crop=_cs231n_crop)),
+           _wrong_dx(crop=_cs231n_crop), bug='partial'),
 )

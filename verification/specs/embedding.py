@@ -12,7 +12,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import embedding as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays, indices
 
 # ((V, D), indices' shape): 8 indices into 3 rows, 4 into 5 (repeats by chance), 3 into a
@@ -36,7 +36,7 @@ def embedding_bench(rng, vocab=50_000, dim=512, index_shape=(64, 128)):
 
 
 embedding = Layer("embedding", ref.embedding_forward, ref.embedding_backward, jax_embedding,
-                  embedding_inputs(), linear_in=(0,), bench=embedding_bench)
+                  embedding_inputs(), hints=Hints(linear_in=(0,)), bench=embedding_bench)
 
 
 def _embedding_backward_loops(dout, cache):
@@ -76,7 +76,7 @@ VARIANTS = (
 
 MUTANTS = (
     Mutant("embedding", "assigned_not_accumulated", "dw[indices] = dout: repeated indices keep one row",
-           _embedding_backward_assigned),
+           _embedding_backward_assigned, bug='partial'),
     Mutant("embedding", "mean_of_repeats", "a row used k times gets the mean of its k rows, not the sum",
-           _embedding_backward_mean),
+           _embedding_backward_mean, bug='partial'),
 )

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import linear as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays_of
 from verification.tolerance import multilinear_magnitude
 
@@ -56,9 +56,9 @@ def affine_bench(rng, n=128, features=(64, 8, 8), m=1024):
 
 
 linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear, linear_inputs(),
-               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1), bench=linear_bench)
+               magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1)), bench=linear_bench)
 affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine, affine_inputs(),
-               magnitude=multilinear_magnitude, per_example=True, linear_in=(0, 1, 2), bench=affine_bench)
+               magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1, 2)), bench=affine_bench)
 
 
 # Correct variants: other ways to write the same derivative, which the verifier must accept.
@@ -151,37 +151,37 @@ def _linear_rows_leak(dout, cache):
 
 MUTANTS = (
     Mutant("linear", "missing_transpose", "dX = dY W instead of dY W^T",
-           lambda dout, c: (dout @ c.w, c.x.T @ dout)),
+           lambda dout, c: (dout @ c.w, c.x.T @ dout), bug='transpose'),
     Mutant("linear", "dw_transposed", "dW = dY^T X, the transpose of the right answer",
-           lambda dout, c: (dout @ c.w.T, dout.T @ c.x)),
+           lambda dout, c: (dout @ c.w.T, dout.T @ c.x), bug='transpose'),
     Mutant("linear", "outputs_swapped", "returns (dW, dX) instead of (dX, dW)",
-           lambda dout, c: ref.linear_backward(dout, c)[::-1]),
+           lambda dout, c: ref.linear_backward(dout, c)[::-1], bug='order'),
     Mutant("linear", "sign_flip", "dX = -dY W^T",
-           lambda dout, c: (-(dout @ c.w.T), c.x.T @ dout)),
+           lambda dout, c: (-(dout @ c.w.T), c.x.T @ dout), bug='sign'),
     Mutant("linear", "mean_not_sum", "dW = X^T dY / N: averages over the batch instead of summing",
-           lambda dout, c: (dout @ c.w.T, c.x.T @ dout / max(len(dout), 1))),
+           lambda dout, c: (dout @ c.w.T, c.x.T @ dout / max(len(dout), 1)), bug='factor'),
     Mutant("linear", "dout_modified", "right gradients, but zeroes the caller's dout in place",
-           _modifies_dout),
+           _modifies_dout, bug='in_place'),
     Mutant("linear", "float32_inside", "computes in float32 whatever the input dtype",
-           _float32_inside),
+           _float32_inside, bug='precision'),
     Mutant("linear", "x_modified_by_forward", "the forward scales x in place",
-           forward=_modifies_x_forward),
+           forward=_modifies_x_forward, bug='in_place'),
     Mutant("linear", "last_row_dropped", "dX misses the last example (an off-by-one slice)",
-           lambda dout, c: (np.concatenate([dout[:-1] @ c.w.T, np.zeros_like(c.x[-1:])]), c.x.T @ dout)),
+           lambda dout, c: (np.concatenate([dout[:-1] @ c.w.T, np.zeros_like(c.x[-1:])]), c.x.T @ dout), bug='partial'),
     Mutant("affine", "db_mean", "db = mean of dY over the batch instead of its sum",
-           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.mean(axis=0)))),
+           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.mean(axis=0))), bug='factor'),
     Mutant("affine", "db_wrong_axis", "db sums dY over the classes instead of over the batch",
-           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.sum(axis=1)))),
+           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, dout.sum(axis=1))), bug='wrong_axis'),
     Mutant("affine", "dx_not_reshaped", "dX left flat, (N, D), instead of x's shape",
-           _affine(lambda dout, x, w, shape: (dout @ w.T, x.T @ dout, dout.sum(axis=0)))),
+           _affine(lambda dout, x, w, shape: (dout @ w.T, x.T @ dout, dout.sum(axis=0))), bug='shape'),
     Mutant("linear", "weight_decay_inside", "adds weight decay 1e-3 W to dW inside the backward",
-           lambda dout, c: (dout @ c.w.T, c.x.T @ dout + 1e-3 * c.w)),
+           lambda dout, c: (dout @ c.w.T, c.x.T @ dout + 1e-3 * c.w), bug='extra_term'),
     Mutant("linear", "rows_leak", "dX picks up a small batch-mean term: examples leak into each other",
-           _linear_rows_leak),
+           _linear_rows_leak, bug='batch_mixing'),
     Mutant("affine", "assumes_c_order", "flattens x in its memory order, wrong for Fortran-ordered x",
-           _affine_assumes_c_order),
+           _affine_assumes_c_order, bug='layout'),
     Mutant("affine", "db_view_of_dout", "returns dout[0] itself as db when N = 1 (an alias, not a copy)",
-           _affine_db_view),
+           _affine_db_view, bug='aliasing'),
     Mutant("affine", "db_missing", "db returned as zeros, as if the bias had no gradient",
-           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, np.zeros(w.shape[1], dout.dtype)))),
+           _affine(lambda dout, x, w, shape: ((dout @ w.T).reshape(shape), x.T @ dout, np.zeros(w.shape[1], dout.dtype))), bug='missing'),
 )

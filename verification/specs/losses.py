@@ -22,7 +22,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import losses as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays, arrays_of, indices, signed, values
 
 # (N, C): a single example, a single class (nothing to compete with), a batch larger than
@@ -262,21 +262,21 @@ def _bce_with_logits_forward_naive(x, *, targets):
 
 MUTANTS = (
     Mutant("softmax_cross_entropy", "missing_mean", "dx = dL (p - onehot): the 1/N is missing",
-           lambda dout, c: ((c.probs - np.eye(c.probs.shape[1], dtype=c.probs.dtype)[c.labels]) * dout,)),
+           lambda dout, c: ((c.probs - np.eye(c.probs.shape[1], dtype=c.probs.dtype)[c.labels]) * dout,), bug='factor'),
     Mutant("softmax_cross_entropy", "onehot_not_subtracted", "dx = dL p / N: the label's -1 is missing",
-           lambda dout, c: (c.probs * (dout / len(c.probs)),)),
+           lambda dout, c: (c.probs * (dout / len(c.probs)),), bug='formula'),
     Mutant("softmax_cross_entropy", "unshifted", "forward without the max-shift: exp overflows",
-           forward=_softmax_cross_entropy_forward_unshifted),
+           forward=_softmax_cross_entropy_forward_unshifted, bug='instability'),
     Mutant("svm_hinge", "correct_class_not_counted", "dx_iy left 0: the -sum of the row's slopes is missing",
-           lambda dout, c: (c.slopes * (dout / len(c.slopes)),)),
+           lambda dout, c: (c.slopes * (dout / len(c.slopes)),), bug='formula'),
     Mutant("svm_hinge", "own_margin_counted", "the correct class's own margin (always 1) counted as active",
-           _svm_hinge_backward_own_margin),
+           _svm_hinge_backward_own_margin, bug='formula'),
     Mutant("mse", "missing_factor_2", "dx = dL (x - y) / n: the 2 of d(u^2)/du is missing",
-           lambda dout, c: (c.diff * (dout / c.diff.size), c.diff * (-dout / c.diff.size))),
+           lambda dout, c: (c.diff * (dout / c.diff.size), c.diff * (-dout / c.diff.size)), bug='factor'),
     Mutant("mse", "dy_not_negated", "dy = dx: y enters with a minus sign",
-           _mse_backward_dy_not_negated),
+           _mse_backward_dy_not_negated, bug='sign'),
     Mutant("bce_with_logits", "sigmoid_wrong_sign", "dx = dL (sigmoid(-x) - t) / n",
-           lambda dout, c: ((1 - c.sigmoid - c.targets) * (dout / c.sigmoid.size),)),
+           lambda dout, c: ((1 - c.sigmoid - c.targets) * (dout / c.sigmoid.size),), bug='formula'),
     Mutant("bce_with_logits", "naive_log_sigmoid", "forward through log(sigmoid) and log(1 - sigmoid)",
-           forward=_bce_with_logits_forward_naive),
+           forward=_bce_with_logits_forward_naive, bug='instability'),
 )

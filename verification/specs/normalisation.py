@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 from reference import normalisation as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays, floats
 
 # ----------------------------------------------------------------------------------------
@@ -210,24 +210,22 @@ def _bench(x_shape, n_params=2, **static):
 
 
 batchnorm = Layer("batchnorm", ref.batchnorm_forward, ref.batchnorm_backward, jax_batchnorm,
-                  normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, linear_in=(1, 2),
+                  normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, hints=Hints(linear_in=(1, 2)),
                   bench=_bench((256, 1024)))
 batchnorm_alt = Layer("batchnorm_alt", ref.batchnorm_alt_forward, ref.batchnorm_alt_backward, jax_batchnorm,
-                      normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, linear_in=(1, 2),
+                      normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, hints=Hints(linear_in=(1, 2)),
                       bench=_bench((256, 1024)))
 spatial_batchnorm = Layer("spatial_batchnorm", ref.spatial_batchnorm_forward, ref.spatial_batchnorm_backward,
                           jax_spatial_batchnorm, normalisation_inputs(SPATIAL_MENU),
-                          magnitude=_spatial_magnitude, linear_in=(1, 2),
+                          magnitude=_spatial_magnitude, hints=Hints(linear_in=(1, 2)),
                           bench=_bench((32, 64, 32, 32)))
 layernorm = Layer("layernorm", ref.layernorm_forward, ref.layernorm_backward, jax_layernorm,
-                  normalisation_inputs(ROW_MENU), magnitude=_row_magnitude, per_example=True, linear_in=(1, 2),
+                  normalisation_inputs(ROW_MENU), magnitude=_row_magnitude, hints=Hints(per_example=True, linear_in=(1, 2)),
                   bench=_bench((256, 1024)))
 groupnorm = Layer("groupnorm", ref.groupnorm_forward, ref.groupnorm_backward, jax_groupnorm,
-                  normalisation_inputs(GROUP_MENU), magnitude=_group_magnitude, per_example=True,
-                  linear_in=(1, 2), bench=_bench((32, 64, 32, 32), groups=8))
+                  normalisation_inputs(GROUP_MENU), magnitude=_group_magnitude, hints=Hints(per_example=True, linear_in=(1, 2)), bench=_bench((32, 64, 32, 32), groups=8))
 rmsnorm = Layer("rmsnorm", ref.rmsnorm_forward, ref.rmsnorm_backward, jax_rmsnorm,
-                normalisation_inputs(ROW_MENU, n_params=1), magnitude=_rms_magnitude, per_example=True,
-                linear_in=(1,), bench=_bench((256, 1024), n_params=1))
+                normalisation_inputs(ROW_MENU, n_params=1), magnitude=_rms_magnitude, hints=Hints(per_example=True, linear_in=(1,)), bench=_bench((256, 1024), n_params=1))
 
 
 # ----------------------------------------------------------------------------------------
@@ -358,33 +356,33 @@ def _spatial_dbeta_spatial_mean(dout, cache):
 
 MUTANTS = (
     Mutant("batchnorm", "mean_path_dropped", "dx misses the gradient through mu (the -mean(dx1) step)",
-           _staged_batchnorm(mean_path=False)),
+           _staged_batchnorm(mean_path=False), bug='formula'),
     Mutant("batchnorm", "variance_path_dropped", "sigma treated as a constant: no gradient through var",
-           _staged_batchnorm(variance_path=False)),
+           _staged_batchnorm(variance_path=False), bug='formula'),
     Mutant("batchnorm", "unbiased_variance", "the var step divides by N - 1, as the unbiased variance",
-           _staged_batchnorm(var_divisor=lambda n: max(n - 1, 1))),
+           _staged_batchnorm(var_divisor=lambda n: max(n - 1, 1)), bug='formula'),
     Mutant("batchnorm", "dgamma_without_xhat", "dgamma = sum dy, forgetting the xhat factor",
-           _batchnorm_dgamma_without_xhat),
+           _batchnorm_dgamma_without_xhat, bug='formula'),
     Mutant("batchnorm_alt", "missing_mean_term", "dx = (gamma/sigma)(dy - xhat mean(dy xhat)): no -mean(dy)",
-           _closed_batchnorm(mean_term=False)),
+           _closed_batchnorm(mean_term=False), bug='formula'),
     Mutant("batchnorm_alt", "missing_projection_term", "dx = (gamma/sigma)(dy - mean(dy)): no xhat mean(dy xhat)",
-           _closed_batchnorm(projection_term=False)),
+           _closed_batchnorm(projection_term=False), bug='formula'),
     Mutant("batchnorm_alt", "dbeta_mean", "dbeta = mean of dy over the batch instead of its sum",
-           lambda dout, c: (*ref.batchnorm_alt_backward(dout, c)[:2], dout.mean(axis=0))),
+           lambda dout, c: (*ref.batchnorm_alt_backward(dout, c)[:2], dout.mean(axis=0)), bug='factor'),
     Mutant("spatial_batchnorm", "batch_axis_only", "statistics' gradient over N only, forgetting H and W",
-           _with_cache(ref.spatial_batchnorm_backward, stat_axes=(0,))),
+           _with_cache(ref.spatial_batchnorm_backward, stat_axes=(0,)), bug='wrong_axis'),
     Mutant("spatial_batchnorm", "dbeta_spatial_mean", "dbeta averages over H, W instead of summing",
-           _spatial_dbeta_spatial_mean),
+           _spatial_dbeta_spatial_mean, bug='factor'),
     Mutant("layernorm", "batch_axis", "the backward normalises over the batch axis, as batchnorm",
-           _with_cache(ref.layernorm_backward, stat_axes=(0,))),
+           _with_cache(ref.layernorm_backward, stat_axes=(0,)), bug='wrong_axis'),
     Mutant("layernorm", "gamma_outside_means", "gamma factored out of the means, as if it were a scalar",
-           _layernorm_gamma_outside),
+           _layernorm_gamma_outside, bug='formula'),
     Mutant("groupnorm", "all_channels", "the backward reduces over all channels (as groups = 1)",
-           _with_cache(ref.groupnorm_backward, stat_axes=(1, 2, 3, 4))),
+           _with_cache(ref.groupnorm_backward, stat_axes=(1, 2, 3, 4)), bug='wrong_axis'),
     Mutant("groupnorm", "per_channel", "the backward reduces over (H, W) only (as groups = C)",
-           _with_cache(ref.groupnorm_backward, stat_axes=(3, 4))),
+           _with_cache(ref.groupnorm_backward, stat_axes=(3, 4)), bug='wrong_axis'),
     Mutant("rmsnorm", "rms_constant", "r treated as a constant: dx = gamma dy / r",
-           lambda dout, c: (dout * c.gamma * c.inv_std, (dout * c.xhat).sum(axis=0))),
+           lambda dout, c: (dout * c.gamma * c.inv_std, (dout * c.xhat).sum(axis=0)), bug='formula'),
     Mutant("rmsnorm", "centred", "layernorm's backward, subtracting a mean that rmsnorm never took",
-           lambda dout, c: ref.layernorm_backward(dout, c)[:2]),
+           lambda dout, c: ref.layernorm_backward(dout, c)[:2], bug='formula'),
 )

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from jax import lax
 
 from reference import pooling as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays, distinct_arrays
 from verification.tolerance import multilinear_magnitude
 
@@ -87,13 +87,13 @@ def pool_bench(**hyper):
 
 
 max_pool2d = Layer("max_pool2d", ref.max_pool2d_forward, ref.max_pool2d_backward, jax_max_pool2d,
-                   max_pool_inputs(), per_example=True, linear_in=(), bench=pool_bench(kernel=2, stride=2))
+                   max_pool_inputs(), hints=Hints(per_example=True, linear_in=()), bench=pool_bench(kernel=2, stride=2))
 avg_pool2d = Layer("avg_pool2d", ref.avg_pool2d_forward, ref.avg_pool2d_backward, jax_avg_pool2d,
-                   avg_pool_inputs(), magnitude=multilinear_magnitude, per_example=True, linear_in=(0,),
+                   avg_pool_inputs(), magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0,)),
                    bench=pool_bench(kernel=2, stride=2))
 global_avg_pool = Layer("global_avg_pool", ref.global_avg_pool_forward, ref.global_avg_pool_backward,
                         jax_global_avg_pool, global_pool_inputs(), magnitude=multilinear_magnitude,
-                        per_example=True, linear_in=(0,), bench=pool_bench())
+                        hints=Hints(per_example=True, linear_in=(0,)), bench=pool_bench())
 
 
 # Correct variants: other ways to write the same derivative, which the verifier must accept.
@@ -203,20 +203,20 @@ def _avg_with(kernel_of=lambda k: k, stride_of=lambda s, k: s, scale=True):
 
 MUTANTS = (
     Mutant("max_pool2d", "offset_transposed", "the winner's offset decoded as (a % KW, a // KW), row and column swapped",
-           _max_routed(lambda i, a, k, s: i * s[0] + a % k[1], lambda j, a, k, s: j * s[1] + a // k[1])),
+           _max_routed(lambda i, a, k, s: i * s[0] + a % k[1], lambda j, a, k, s: j * s[1] + a // k[1]), bug='transpose'),
     Mutant("max_pool2d", "stride_ignored", "the winner placed at row i + kh, as if the stride were 1",
-           _max_routed(lambda i, a, k, s: i + a // k[1], _col)),
+           _max_routed(lambda i, a, k, s: i + a // k[1], _col), bug='formula'),
     Mutant("max_pool2d", "planes_mixed", "the flat index takes plane c*N + n for n*C + c: dy lands in the wrong plane",
-           _max_planes_mixed),
+           _max_planes_mixed, bug='batch_mixing'),
     Mutant("max_pool2d", "overlaps_assigned", "dx[winner] = dy instead of +=: overlapping windows overwrite",
-           _max_routed(_row, _col, accumulate=False)),
-    Mutant("avg_pool2d", "missing_scale", "dy spread to the window without the 1/(KH KW)", _avg_with(scale=False)),
+           _max_routed(_row, _col, accumulate=False), bug='partial'),
+    Mutant("avg_pool2d", "missing_scale", "dy spread to the window without the 1/(KH KW)", _avg_with(scale=False), bug='factor'),
     Mutant("avg_pool2d", "stride_ignored", "windows taken at stride 1 in the backward",
-           _avg_with(stride_of=lambda s, k: (1, 1))),
+           _avg_with(stride_of=lambda s, k: (1, 1)), bug='formula'),
     Mutant("avg_pool2d", "kernel_axes_swapped", "the backward's windows are KW x KH",
-           _avg_with(kernel_of=lambda k: k[::-1])),
+           _avg_with(kernel_of=lambda k: k[::-1]), bug='transpose'),
     Mutant("global_avg_pool", "missing_scale", "dx = dy broadcast, without the 1/(H W)",
-           lambda dout, c: (np.broadcast_to(dout[:, :, None, None], c.x.shape).copy(),)),
+           lambda dout, c: (np.broadcast_to(dout[:, :, None, None], c.x.shape).copy(),), bug='factor'),
     Mutant("global_avg_pool", "height_only", "dx = dy / H: the mean taken over the rows only",
-           lambda dout, c: (np.broadcast_to(dout[:, :, None, None] / c.x.shape[2], c.x.shape).copy(),)),
+           lambda dout, c: (np.broadcast_to(dout[:, :, None, None] / c.x.shape[2], c.x.shape).copy(),), bug='factor'),
 )

@@ -11,7 +11,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import regularisation as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import arrays, choices
 
 # x's shape: a batch of vectors, an empty batch, a single unit, a batch of feature maps.
@@ -37,7 +37,7 @@ def dropout_bench(rng, shape=(256, 4096), p=0.8):
 
 
 dropout = Layer("dropout", ref.dropout_forward, ref.dropout_backward, jax_dropout, dropout_inputs(),
-                per_example=True, linear_in=(0,), bench=dropout_bench)
+                hints=Hints(per_example=True, linear_in=(0,)), bench=dropout_bench)
 
 
 def _dropout_backward_loops(dout, cache):
@@ -61,11 +61,11 @@ VARIANTS = (
 
 MUTANTS = (
     Mutant("dropout", "not_divided_by_p", "dx = dout * mask: the 1/p of inverted dropout is missing",
-           lambda dout, c: (dout * (c.scale != 0),)),
+           lambda dout, c: (dout * (c.scale != 0),), bug='factor'),
     Mutant("dropout", "scaled_twice", "dx = dout * mask / p^2: the 1/p applied twice",
-           lambda dout, c: (dout * c.scale * c.scale,)),
+           lambda dout, c: (dout * c.scale * c.scale,), bug='factor'),
     Mutant("dropout", "mask_inverted", "gradient flows to the dropped units, not the kept ones",
-           lambda dout, c: (dout * (c.scale == 0),)),
+           lambda dout, c: (dout * (c.scale == 0),), bug='formula'),
     Mutant("dropout", "identity", "dx = dout, as if dropout were off (test time)",
-           lambda dout, c: (dout.copy(),)),
+           lambda dout, c: (dout.copy(),), bug='formula'),
 )

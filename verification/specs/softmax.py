@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import softmax as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
 from verification.strategies import VALUE_BOUND, arrays
 
 # (shape, axis): rows of 4 classes, a single class (y = 1, dx = 0), an empty batch, and the
@@ -96,9 +96,9 @@ def softmax_bench(rng):
 
 
 softmax = Layer("softmax", ref.softmax_forward, ref.softmax_backward, jax_softmax, softmax_inputs(),
-                magnitude=_softmax_magnitude, per_example=True, bench=softmax_bench)
+                magnitude=_softmax_magnitude, hints=Hints(per_example=True), bench=softmax_bench)
 log_softmax = Layer("log_softmax", ref.log_softmax_forward, ref.log_softmax_backward, jax_log_softmax,
-                    softmax_inputs(), magnitude=_log_softmax_magnitude, per_example=True, bench=softmax_bench)
+                    softmax_inputs(), magnitude=_log_softmax_magnitude, hints=Hints(per_example=True), bench=softmax_bench)
 
 
 # ----------------------------------------------------------------------------------------
@@ -145,15 +145,15 @@ def _log_softmax_forward_caching_y(x, *, axis=-1):
 
 MUTANTS = (
     Mutant("softmax", "missing_sum_term", "dx = y * dout: the - y sum(dout * y) term dropped",
-           lambda dout, c: (c.y * dout,)),
+           lambda dout, c: (c.y * dout,), bug='formula'),
     Mutant("softmax", "diagonal_only", "dx = y (1 - y) dout: only the Jacobian's diagonal",
-           lambda dout, c: (c.y * (1 - c.y) * dout,)),
+           lambda dout, c: (c.y * (1 - c.y) * dout,), bug='formula'),
     Mutant("softmax", "sum_over_batch", "the sum runs over axis 0, the batch, not the classes",
-           lambda dout, c: (c.y * (dout - np.sum(dout * c.y, axis=0, keepdims=True)),)),
+           lambda dout, c: (c.y * (dout - np.sum(dout * c.y, axis=0, keepdims=True)),), bug='wrong_axis'),
     Mutant("softmax", "unshifted_forward", "the forward exponentiates x without subtracting the max",
-           forward=_softmax_forward_unshifted),
+           forward=_softmax_forward_unshifted, bug='instability'),
     Mutant("log_softmax", "log_probs_not_probs", "dx = dout - y sum(dout): the forward caches the "
-           "log-probabilities where the probabilities e^y belong", forward=_log_softmax_forward_caching_y),
+           "log-probabilities where the probabilities e^y belong", forward=_log_softmax_forward_caching_y, bug='formula'),
     Mutant("log_softmax", "elementwise_not_sum", "dx = dout - e^y dout: the sum over classes forgotten",
-           lambda dout, c: (dout - c.probs * dout,)),
+           lambda dout, c: (dout - c.probs * dout,), bug='formula'),
 )
