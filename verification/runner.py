@@ -140,7 +140,7 @@ def check_layer(layer: Layer, *, max_examples: int = 50, seed: int = 0,
                   phases=(Phase.explicit, Phase.generate) + ((Phase.shrink,) if shrink else ()),
                   suppress_health_check=(HealthCheck.too_slow, HealthCheck.data_too_large,
                                          HealthCheck.large_base_example))
-        @given(example=layer.inputs, cotangent_seed=st.integers(0, 2**32 - 1))
+        @given(example=layer.strategy, cotangent_seed=st.integers(0, 2**32 - 1))
         def prove(example, cotangent_seed):
             nonlocal count
             arrays, hyper = example

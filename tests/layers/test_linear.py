@@ -67,7 +67,7 @@ BAD_LINEAR = [
      "w has shape (5, 2) but x has shape (3, 4): w.shape[0] must equal x.shape[1] = 4"),
     ((np.ones(4), np.ones((4, 2))), ValueError, "x has shape (4,) but a 2-d array (N, D) is expected"),
     ((np.ones((3, 4)), np.ones((4, 2, 1))), ValueError, "w has shape (4, 2, 1) but a 2-d array (D, M)"),
-    ((np.ones((3, 4), int), np.ones((4, 2))), TypeError, "x has dtype int64 (shape (3, 4)) but a floating dtype"),
+    ((np.ones((3, 4), int), np.ones((4, 2))), TypeError, "x has dtype int64 (shape (3, 4)) but float32 or float64"),
     (([[1.0, 2.0]], np.ones((2, 2))), TypeError, "x must be a numpy.ndarray of floats, got list"),
     ((np.ones((3, 4), np.float32), np.ones((4, 2))), TypeError, "w has dtype float64 but x has dtype float32"),
 ]

@@ -139,7 +139,7 @@ BAD_SCORES = [
     ((np.ones(3),), {"labels": np.array([0])}, ValueError, "x has shape (3,) but a 2-d array (N, C) is expected"),
     ((np.ones((0, 3)),), {"labels": np.zeros(0, int)}, ValueError,
      "x has shape (0, 3) but the loss is a mean over the batch (N >= 1): at least one is needed"),
-    ((np.ones((2, 3), int),), {"labels": LABELS}, TypeError, "x has dtype int64 (shape (2, 3)) but a floating dtype"),
+    ((np.ones((2, 3), int),), {"labels": LABELS}, TypeError, "x has dtype int64 (shape (2, 3)) but float32 or float64"),
 ]
 
 
@@ -169,7 +169,7 @@ def test_mse_rejects_bad_input(arrays, error, message):
     (np.ones(2), np.array([0.5, 1.5]), ValueError,
      "targets (shape (2,)) has entries outside [0, 1], e.g. 1.5: they must be probabilities in [0, 1]"),
     (np.ones(2), np.array([np.nan, 0.5]), ValueError, "outside [0, 1], e.g. nan"),
-    (np.ones(2), np.array([1, 0]), TypeError, "targets has dtype int64 (shape (2,)) but a floating dtype"),
+    (np.ones(2), np.array([1, 0]), TypeError, "targets has dtype int64 (shape (2,)) but float32 or float64"),
     (np.ones(2), np.ones(3), ValueError, "targets has shape (3,) but x has shape (2,)"),
     (np.ones(0), np.ones(0), ValueError, "x has shape (0,) but the loss is a mean over x's elements"),
 ])

@@ -195,7 +195,7 @@ BAD = [
      "gamma has shape (4,) but x has shape (4, 3): gamma.shape[0] must equal x.shape[1] = 3"),
     (batchnorm_forward, (X2, P3, np.ones((1, 3))), {}, ValueError, "beta has shape (1, 3) but a 1-d array (D,)"),
     (batchnorm_forward, (np.ones((4, 3), int), P3, P3), {}, TypeError,
-     "x has dtype int64 (shape (4, 3)) but a floating dtype"),
+     "x has dtype int64 (shape (4, 3)) but float32 or float64"),
     (batchnorm_forward, (X2, P3.astype(np.float32), P3), {}, TypeError,
      "gamma has dtype float32 but x has dtype float64"),
     (batchnorm_forward, (X2, P3, [1.0, 1.0, 1.0]), {}, TypeError, "beta must be a numpy.ndarray of floats, got list"),

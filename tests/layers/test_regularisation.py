@@ -50,7 +50,7 @@ def test_dropout_backward_uses_the_mask_of_the_forward_not_the_callers_array():
      "mask (shape (2,)) has an entry 0.5 that is neither 0 nor 1: a dropout mask keeps (1) or drops (0)"),
     (np.array([1.0, np.nan]), 0.5, ValueError, "has an entry nan that is neither 0 nor 1"),
     (np.ones(3), 0.5, ValueError, "mask has shape (3,) but x has shape (2,): they must have the same shape"),
-    (np.array([True, False]), 0.5, TypeError, "mask has dtype bool (shape (2,)) but a floating dtype"),
+    (np.array([True, False]), 0.5, TypeError, "mask has dtype bool (shape (2,)) but float32 or float64"),
     (np.ones(2), 0.0, ValueError, "p is 0.0 but must lie in (0.0, 1.0]"),
     (np.ones(2), 1.5, ValueError, "p is 1.5 but must lie in (0.0, 1.0]"),
     (np.ones(2), "0.5", TypeError, "p must be a real number, got str '0.5'"),

@@ -130,7 +130,7 @@ BAD = [
     ((np.ones((3, 4)), 1), {}, TypeError, "positional argument"),
     ((np.array(1.0),), {}, ValueError, "x has shape () but an array of at least 1 dimensions (..., C, ...)"),
     (([1.0, 2.0],), {}, TypeError, "x must be a numpy.ndarray of floats, got list"),
-    ((np.arange(3),), {}, TypeError, "x has dtype int64 (shape (3,)) but a floating dtype"),
+    ((np.arange(3),), {}, TypeError, "x has dtype int64 (shape (3,)) but float32 or float64"),
     ((np.ones((3, 0)),), {}, ValueError, "x has shape (3, 0) but axis 1 is empty: at least one class is needed"),
 ]
 
