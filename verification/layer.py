@@ -48,7 +48,7 @@ class Hints:
         zero-padded vector, so the shapes of a space share one compiled program.
     """
 
-    per_example: bool = False
+    per_example: bool | Callable[[tuple, dict], bool] = False
     linear_in: tuple[int, ...] = ()
     elementwise: bool = False
 
