@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from verification import CHECKS, LAYERS, MUTANTS, Layer, examine
-from verification.checks import FD_LINEAR_STEP, FD_STEP, LAYOUTS, _Draws, on_grid, relayout
+from verification.checks.contract import LAYOUTS, relayout
+from verification.checks.routes import FD_LINEAR_STEP, FD_STEP
+from verification.checks.trial import Draws, on_grid
 
 X, W = np.random.default_rng(5).standard_normal((3, 4)), np.random.default_rng(6).standard_normal((4, 2))
 XA, WA, BA = (np.random.default_rng(7).standard_normal(s) for s in ((2, 3, 2), (6, 4), (4,)))
@@ -100,7 +102,7 @@ def test_finite_difference_points_are_exact(dtype):
     for scale in (1e-3, 1.0, 1e3):
         x, spacing = on_grid(rng.standard_normal((5, 7)) * scale, dtype)
         assert np.array_equal(x.astype(dtype), x)
-        t = _Draws(1, (5,), (x,), dtype, (spacing,)).tangents[0]
+        t = Draws(1, [(5,)], (x,), dtype, (spacing,)).tangents[0]
         x64 = x.astype(np.float64)
         for h in (FD_STEP, FD_STEP / 2, FD_LINEAR_STEP):
             plus, minus = x64 + h * t, x64 - h * t

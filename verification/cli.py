@@ -1,8 +1,13 @@
-"""The command line behind ``python -m verification`` (``make verify``, ``make mutants``).
+"""The command line behind ``python -m verification`` (``make verify``, ``make mutants``, ``make seeds``).
 
-    python -m verification [--layer NAME ...]     prove the catalogue
+    python -m verification [--layer NAME ...]     prove the catalogue (and the seed-scale case)
+    python -m verification check FILE.py:NAME     prove your own layer(s) (or module:NAME)
+    python -m verification cs231n layers.py ...   check a CS231n assignment's functions
     python -m verification mutants [--only ...]   the self-proof: the kill matrix of the mutants
     python -m verification seeds --count 20       the catalogue over many seeds: no false failure
+    python -m verification replay FILE.npz        replay a failure's reproducer
+
+A mistake on the command line gets one line and exit status 2; Ctrl-C one line and 130.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -18,48 +24,91 @@ from pathlib import Path
 
 from .catalogue import LAYERS, MUTANTS, VARIANTS
 from .checks import CHECKS
+from .layer import LayerDefinitionError
+from .locate import LocatorError, load
 from .oracles import format_bytes
-from .report import kill_matrix, layer_table, summary_table, table
-from .runner import check_layer
+from .report import kill_matrix, summary_table, table
+from .runner import DTYPES, REQUIRE, LayerReport, check_layer
 from .seedscale import SEED_SHAPE, jacobian_costs, seed_scale_case
+from .space import freeze
 
 DEFAULT_EXAMPLES = 100
 MUTANT_EXAMPLES = 50
 
 
+class UsageError(Exception):
+    """A mistake on the command line: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _common(parser, examples):
-    parser.add_argument("--max-examples", type=int, default=examples,
-                        help=f"hypothesis examples per layer and dtype (default {examples})")
+    parser.add_argument("--max-examples", type=_at_least_one, default=examples,
+                        help=f"hypothesis examples per layer, each run in every dtype (default {examples})")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0); runs are reproducible")
-    parser.add_argument("--dtype", action="append", choices=("float64", "float32"),
-                        help="check only this dtype (repeatable); default: float64 and float32")
+    parser.add_argument("--dtype", action="append", choices=DTYPES,
+                        help="check only this dtype (repeatable); default: " + " and ".join(DTYPES))
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the report as JSON to PATH")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+    parser.add_argument("--jobs", type=_at_least_one, default=min(2, os.cpu_count() or 1),
                         help="layers checked in parallel processes (default: 2, or 1 on a 1-core machine)")
 
 
+def _layer_names(value: str) -> str:
+    if value not in LAYERS:
+        raise argparse.ArgumentTypeError(f"no layer {value!r}; the catalogue has {', '.join(sorted(LAYERS))}")
+    return value
+
+
 def parse_verify(argv):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m verification",
-        description="Prove the NumPy reference backwards against JAX on hypothesis-drawn examples in float64 "
-                    "and float32: " + ", ".join(CHECKS) + ". Subcommands: 'mutants' (the kill matrix of the "
-                    "planted bugs) and 'seeds' (the catalogue over many seeds); see '<subcommand> --help'.")
-    parser.add_argument("--layer", action="append", metavar="NAME", choices=sorted(LAYERS),
+        description="Prove the NumPy reference backwards against JAX on hypothesis-drawn examples in float64 and "
+                    "float32: " + ", ".join(CHECKS) + ". Subcommands: check, cs231n, mutants, seeds, replay; see "
+                    "'python -m verification <subcommand> --help'.")
+    parser.add_argument("--layer", action="append", metavar="NAME", type=_layer_names,
                         help="check only this layer (repeatable); default: the whole catalogue")
     _common(parser, DEFAULT_EXAMPLES)
     parser.add_argument("--long", action="store_true", help="one table row per layer, check and dtype")
-    parser.add_argument("--no-seed-scale", action="store_true",
-                        help="skip the seed-scale linear case (N=64, D=M=4096, float32)")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--seed-scale", action="store_true",
+                       help="also run the seed-scale case (linear at N=64, D=M=4096 in float32); the default "
+                            "whole-catalogue run does")
+    scale.add_argument("--no-seed-scale", action="store_true", help="skip the seed-scale case")
+    return parser.parse_args(argv)
+
+
+def parse_check(argv):
+    parser = _Parser(prog="python -m verification check",
+                     description="Prove layers of your own: FILE.py:NAME or package.module:NAME, naming a "
+                                 "verification.Layer or a list of them.")
+    parser.add_argument("locators", nargs="+", metavar="FILE.py:NAME")
+    _common(parser, DEFAULT_EXAMPLES)
+    parser.add_argument("--require", choices=tuple(REQUIRE), default="contract",
+                        help="what must hold: everything (contract, the default), the mathematics and its accuracy "
+                             "(accuracy), or the derivative alone (math)")
     return parser.parse_args(argv)
 
 
 def parse_mutants(argv):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m verification mutants",
         description="Run the library of planted bugs (MUTANTS) and correct variants (VARIANTS) from the spec "
-                    "modules; print which check rejects which mutant and the size of the shrunk failing "
-                    "example. Exits non-zero if a mutant survives or a correct variant is rejected.")
-    parser.add_argument("--layer", action="append", metavar="NAME", choices=sorted(LAYERS),
+                    "modules; print which check rejects which mutant, the size of the shrunk failing example and "
+                    "the diagnosis accuracy. Exits 1 if a mutant survives or a correct variant is rejected.")
+    parser.add_argument("--layer", action="append", metavar="NAME", type=_layer_names,
                         help="only the mutants and variants of this layer (repeatable)")
     parser.add_argument("--only", action="append", metavar="LAYER[NAME]",
                         help="only this mutant or variant, e.g. 'linear[sign_flip]' (repeatable)")
@@ -68,53 +117,81 @@ def parse_mutants(argv):
 
 
 def parse_seeds(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m verification seeds",
-        description="Prove the catalogue once per seed (1..COUNT): a correct catalogue never fails.")
-    parser.add_argument("--count", type=int, default=20, help="number of seeds (default 20)")
-    parser.add_argument("--layer", action="append", metavar="NAME", choices=sorted(LAYERS))
+    parser = _Parser(prog="python -m verification seeds",
+                     description="Prove the catalogue once per seed (1..COUNT): a correct catalogue never fails; "
+                                 "reports the configurations explored over all seeds.")
+    parser.add_argument("--count", type=_at_least_one, default=20, help="number of seeds (default 20)")
+    parser.add_argument("--layer", action="append", metavar="NAME", type=_layer_names)
     _common(parser, DEFAULT_EXAMPLES)
     return parser.parse_args(argv)
 
 
+def parse_replay(argv):
+    parser = _Parser(prog="python -m verification replay",
+                     description="Replay a failure's reproducer: exit 1 when the same check fails at the same "
+                                 "place, 3 when it does not reproduce.")
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--layer", metavar="FILE.py:NAME", help="where the layer lives, if the file does not say")
+    return parser.parse_args(argv)
+
+
 def _replacements():
-    return {f"{r.layer}[{r.name}]": r for r in (*MUTANTS, *VARIANTS)}
+    return {r.key: r for r in (*MUTANTS, *VARIANTS)}
 
 
-SEED_SCALE_TASK = "linear (seed scale)"
+SEED_SCALE = "seed-scale"
 
 
-def _check(task, max_examples, dtypes):
-    """One unit of work, by name, so that it can run in another process: (layer or replacement, seed)."""
-    name, seed = task
-    if name == SEED_SCALE_TASK:
-        started = time.perf_counter()
+def _check(task, max_examples, dtypes, require):
+    """One unit of work, by name, so that it can run in another process: (locator, layer name, seed)."""
+    locator, name, seed = task
+    started = time.perf_counter()
+    if locator == SEED_SCALE:
         report, _ = seed_scale_case(seed=seed)
-        report.seconds = time.perf_counter() - started
-        return report
-    layer = LAYERS[name] if name in LAYERS else _replacements()[name].apply(LAYERS[name.split("[")[0]])
-    return check_layer(layer, max_examples=max_examples, seed=seed, dtypes=dtypes)
+    else:
+        (layer,) = load(locator, name)
+        report = check_layer(layer, max_examples=max_examples, seed=seed, dtypes=dtypes, require=require)
+    report.seconds = time.perf_counter() - started
+    return report
 
 
-def run_tasks(tasks, *, max_examples, dtypes, jobs, out=sys.stderr):
-    """Check each (name, seed), in ``jobs`` processes, printing a line per finished task."""
+def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", out=sys.stderr):
+    """Check each (locator, name, seed), in ``jobs`` processes, printing a line per finished task."""
     reports, started = {}, time.perf_counter()
 
     def done(task, report):
         reports[task] = report
-        seed = f" seed {task[1]}" if len({s for _, s in tasks}) > 1 else ""
-        print(f"[{len(reports):>3}/{len(tasks)}] {report.name:<32}{seed} {'pass' if report.passed else 'FAIL'}"
-              f"  {report.seconds:5.1f} s  (elapsed {time.perf_counter() - started:5.1f} s)", file=out, flush=True)
+        seed = f" seed {task[2]}" if len({t[2] for t in tasks}) > 1 else ""
+        word = report.verdict if not report.passed or report.verdict != "pass" else "pass"
+        print(f"[{len(reports):>3}/{len(tasks)}] {report.name:<40}{seed} {word:<10} {report.seconds:5.1f} s  "
+              f"(elapsed {time.perf_counter() - started:5.1f} s)", file=out, flush=True)
 
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
-            done(task, _check(task, max_examples, dtypes))
-    else:
-        with _one_thread_each(), ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(_check, task, max_examples, dtypes): task for task in tasks}
-            for future in as_completed(futures):
-                done(futures[future], future.result())
+            done(task, _check(task, max_examples, dtypes, require))
+        return [reports[task] for task in tasks]
+    with _one_thread_each():
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
+    try:
+        futures = {pool.submit(_check, task, max_examples, dtypes, require): task for task in tasks}
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown()
     return [reports[task] for task in tasks]
+
+
+def _ignore_interrupts():
+    """Workers leave Ctrl-C to the main process, which stops them: no traceback from each."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool):
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list(getattr(pool, "_processes", {}).values()):
+        process.terminate()
 
 
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -152,106 +229,209 @@ def _one_thread_each():
                 os.environ[name] = value
 
 
+def _json_target(path: Path | None) -> Path | None:
+    """Refuse an unusable --json path before the run, not after it; never create folders."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a directory; give a file path such as {path / 'report.json'}")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"--json {path}: the folder {parent} does not exist (create it first)")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"--json {path}: not writable")
+    return path
+
+
 def _write_json(path, document):
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(document, indent=2))
         print(f"JSON report: {path}", file=sys.stderr)
 
 
+def _dtypes(args) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(args.dtype or DTYPES))
+
+
+def _layer_dicts(reports):
+    return [r.to_dict() for r in reports]
+
+
 def verify(argv) -> int:
     args = parse_verify(argv)
-    names = args.layer or list(LAYERS)
-    dtypes = tuple(args.dtype or ("float64", "float32"))
+    json_path = _json_target(args.json)
+    names = list(dict.fromkeys(args.layer or LAYERS))
+    seed_scale = args.seed_scale or (not args.layer and not args.no_seed_scale)
+    dtypes = _dtypes(args)
     started = time.perf_counter()
     n, d, m = SEED_SHAPE
-    print(f"Checking {len(names)} layer(s) x {len(dtypes)} dtype(s), {args.max_examples} examples each, "
-          f"seed {args.seed}, {args.jobs} job(s)" + ("" if args.no_seed_scale else
-          f"; and the seed-scale case, linear at N={n}, D=M={d} in float32, against jax.vjp"),
+    print(f"Checking {len(names)} layer(s), {args.max_examples} examples each in {' and '.join(dtypes)}, "
+          f"seed {args.seed}, {args.jobs} job(s)" + (
+              f"; and the seed-scale case, linear at N={n}, D=M={d} in float32, against jax.vjp" if seed_scale else ""),
           file=sys.stderr, flush=True)
     # the seed-scale case goes first: the longest single task, it overlaps the catalogue
-    tasks = ([] if args.no_seed_scale else [(SEED_SCALE_TASK, args.seed)]) + [(name, args.seed) for name in names]
+    tasks = ([(SEED_SCALE, None, args.seed)] if seed_scale else []) + [
+        (f"catalogue:{name}", name, args.seed) for name in names]
     reports = run_tasks(tasks, max_examples=args.max_examples, dtypes=dtypes, jobs=args.jobs)
-    seed_report = None if args.no_seed_scale else reports.pop(0)
-    print(layer_table(reports) if args.long else summary_table(reports))
+    seed_report = reports.pop(0) if seed_scale else None
+    if args.long:
+        from .report import long_table
+        print(long_table(reports))
+    else:
+        print(summary_table(reports))
 
     costs = []
     if seed_report is not None:
         costs = jacobian_costs(n, d, m)
         print("\nSeed-scale case: linear, float32, against jax.vjp\n")
-        print(layer_table([seed_report]))
+        print(summary_table([seed_report]))
         print("\nWhat the explicit Jacobians would cost there:")
         print(table(("Jacobian", "shape", "entries", "float32", "float64"),
                     [(c["jacobian"], " x ".join(map(str, c["shape"])), f"{c['entries']:,}",
                       format_bytes(c["float32_bytes"]), format_bytes(c["float64_bytes"])) for c in costs]))
 
-    all_reports = reports + ([seed_report] if seed_report else [])
-    passed = all(r.passed for r in all_reports)
+    everything = reports + ([seed_report] if seed_report else [])
+    passed = all(r.passed for r in everything)
     seconds = time.perf_counter() - started
-    failed = [r.name for r in all_reports if not r.passed]
-    print(f"\n{'PASSED' if passed else 'FAILED'}: {len(all_reports) - len(failed)} of {len(all_reports)} "
+    failed = [f"{r.name} ({r.verdict})" for r in everything if not r.passed]
+    print(f"\n{'PASSED' if passed else 'FAILED'}: {len(everything) - len(failed)} of {len(everything)} "
           f"layer reports passed in {seconds:.1f} s" + (f"; failing: {', '.join(failed)}" if failed else ""))
-    _write_json(args.json, {
+    _write_json(json_path, {
         "passed": passed, "seconds": round(seconds, 2),
         "settings": {"max_examples": args.max_examples, "seed": args.seed, "dtypes": list(dtypes), "jobs": args.jobs},
-        "checks": list(CHECKS),
-        "layers": [r.to_dict() for r in reports],
+        "checks": list(CHECKS), "layers": _layer_dicts(reports),
         "seed_scale": None if seed_report is None else {**seed_report.to_dict(), "jacobian_costs": costs},
     })
     return 0 if passed else 1
 
 
+def check(argv) -> int:
+    args = parse_check(argv)
+    json_path = _json_target(args.json)
+    tasks = []
+    for locator in dict.fromkeys(args.locators):
+        try:
+            layers = load(locator)
+        except LocatorError as error:
+            raise UsageError(f"python -m verification check: {error}") from None
+        if os.path.exists(locator.rpartition(":")[0]):  # workers may start elsewhere: an absolute path
+            source, _, attr = locator.rpartition(":")
+            locator = f"{Path(source).resolve()}:{attr}"
+        tasks += [(locator, layer.name, args.seed) for layer in layers]
+    dtypes = _dtypes(args)
+    reports = run_tasks(tasks, max_examples=args.max_examples, dtypes=dtypes, jobs=args.jobs, require=args.require)
+    print(summary_table(reports))
+    passed = all(r.passed for r in reports)
+    print(f"\n{'PASSED' if passed else 'FAILED'}: {sum(r.passed for r in reports)} of {len(reports)} layer(s) "
+          f"passed (require={args.require})")
+    _write_json(json_path, {"passed": passed, "require": args.require, "layers": _layer_dicts(reports)})
+    return 0 if passed else 1
+
+
 def mutants(argv) -> int:
     args = parse_mutants(argv)
-    chosen = [name for name, r in _replacements().items()
-              if (not args.layer or r.layer in args.layer) and (not args.only or name in args.only)]
-    unknown = set(args.only or ()) - set(_replacements())
-    if unknown:
-        print(f"unknown mutants or variants: {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
-    dtypes = tuple(args.dtype or ("float64", "float32"))
-    started = time.perf_counter()
-    print(f"Running {len(chosen)} mutants and variants, up to {args.max_examples} examples per dtype, "
-          f"seed {args.seed}, {args.jobs} job(s)", file=sys.stderr, flush=True)
-    reports = run_tasks([(n, args.seed) for n in chosen], max_examples=args.max_examples, dtypes=dtypes,
-                        jobs=args.jobs)
+    json_path = _json_target(args.json)
     replacements = _replacements()
-    rows = [(name, replacements[name], report) for name, report in zip(chosen, reports)]
-    text, summary = kill_matrix(rows)
+    unknown = sorted(set(args.only or ()) - set(replacements))
+    if unknown:
+        raise UsageError(f"python -m verification mutants: unknown mutants or variants: {', '.join(unknown)}")
+    chosen = [name for name, r in replacements.items()
+              if (not args.layer or r.layer in args.layer) and (not args.only or name in args.only)]
+    dtypes = _dtypes(args)
+    started = time.perf_counter()
+    print(f"Running {len(chosen)} mutants and variants, up to {args.max_examples} examples each, seed {args.seed}, "
+          f"{args.jobs} job(s)", file=sys.stderr, flush=True)
+    tasks = [(f"{'mutant' if name in {m.key for m in MUTANTS} else 'variant'}:{name}", name, args.seed)
+             for name in chosen]
+    reports = run_tasks(tasks, max_examples=args.max_examples, dtypes=dtypes, jobs=args.jobs)
+    text, summary = kill_matrix([(name, replacements[name], report) for name, report in zip(chosen, reports)])
     print(text)
     ok = summary["survivors"] == [] and summary["false_alarms"] == []
+    accuracy = summary["diagnosis"]["accuracy"]
     print(f"\n{'PASSED' if ok else 'FAILED'}: {summary['killed']} of {summary['mutants']} mutants killed, "
-          f"{summary['accepted']} of {summary['variants']} correct variants accepted, "
-          f"in {time.perf_counter() - started:.1f} s")
-    _write_json(args.json, {**summary, "passed": ok, "seed": args.seed, "max_examples": args.max_examples})
+          f"{summary['accepted']} of {summary['variants']} correct variants accepted"
+          + ("" if accuracy is None else f", diagnosis accuracy {100 * accuracy:.0f}%")
+          + f", in {time.perf_counter() - started:.1f} s")
+    _write_json(json_path, {**summary, "passed": ok, "seed": args.seed, "max_examples": args.max_examples})
     return 0 if ok else 1
 
 
 def seeds(argv) -> int:
     args = parse_seeds(argv)
-    names = args.layer or list(LAYERS)
-    dtypes = tuple(args.dtype or ("float64", "float32"))
+    json_path = _json_target(args.json)
+    names = list(dict.fromkeys(args.layer or LAYERS))
+    dtypes = _dtypes(args)
     seed_list = list(range(1, args.count + 1))
     started = time.perf_counter()
-    reports = run_tasks([(n, s) for s in seed_list for n in names], max_examples=args.max_examples,
+    reports = run_tasks([(f"catalogue:{n}", n, s) for s in seed_list for n in names], max_examples=args.max_examples,
                         dtypes=dtypes, jobs=args.jobs)
     by_seed = {s: reports[i * len(names):(i + 1) * len(names)] for i, s in enumerate(seed_list)}
-    rows = [(s, len(rs), sum(r.passed for r in rs), ", ".join(r.name for r in rs if not r.passed) or "-")
-            for s, rs in by_seed.items()]
-    print(table(("seed", "layers", "passed", "failing"), rows))
+    print(table(("seed", "layers", "passed", "failing"),
+                [(s, len(rs), sum(r.passed for r in rs), ", ".join(r.name for r in rs if not r.passed) or "-")
+                 for s, rs in by_seed.items()]))
+    explored = _explored(names, reports)
+    print("\nConfigurations explored over all seeds:\n")
+    print(table(("layer", "distinct", "coverage"), [(n, len(c), _coverage(c)) for n, c in explored.items()]))
     failures = [r for r in reports if not r.passed]
     for report in failures:
         print(f"\nseed failure:\n{report}")
     print(f"\n{'PASSED' if not failures else 'FAILED'}: {len(reports) - len(failures)} of {len(reports)} "
-          f"layer runs over {len(seed_list)} seeds passed in {time.perf_counter() - started:.1f} s")
-    _write_json(args.json, {"passed": not failures, "seeds": seed_list, "layers": names,
-                            "failures": [r.to_dict() for r in failures]})
+          f"layer runs over {len(seed_list)} seeds passed in {time.perf_counter() - started:.1f} s; "
+          f"distinct configurations per layer: {min(len(c) for c in explored.values())}-"
+          f"{max(len(c) for c in explored.values())}")
+    _write_json(json_path, {"passed": not failures, "seeds": seed_list, "layers": names,
+                            "configurations": {n: len(c) for n, c in explored.items()},
+                            "coverage": {n: _coverage(c) for n, c in explored.items()},
+                            "failures": _layer_dicts(failures)})
     return 0 if not failures else 1
+
+
+def _explored(names, reports) -> dict[str, dict]:
+    explored = {name: {} for name in names}
+    for report in reports:
+        for config in report.configurations:
+            explored[report.name].setdefault(freeze(config), config)
+    return explored
+
+
+def _coverage(configs: dict) -> str:
+    from .space import describe_coverage
+    return describe_coverage(configs.values())
+
+
+def replay(argv) -> int:
+    from .reproduce import replay as run_replay
+
+    args = parse_replay(argv)
+    if not args.file.is_file():
+        raise UsageError(f"python -m verification replay: {args.file}: no such file")
+    try:
+        return run_replay(args.file, args.layer)
+    except (LocatorError, ValueError) as error:
+        raise UsageError(f"python -m verification replay: {error}") from None
+
+
+def cs231n(argv) -> int:
+    from .cs231n import main as course_main
+
+    return course_main(argv, UsageError)
+
+
+COMMANDS = {"check": check, "cs231n": cs231n, "mutants": mutants, "seeds": seeds, "replay": replay}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"mutants": mutants, "seeds": seeds}
-    if argv and argv[0] in commands:
-        return commands[argv[0]](argv[1:])
-    return verify(argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return verify(argv)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        return 2
+    except LayerDefinitionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,108 +1,230 @@
-"""Name the likely bug behind a wrong gradient, from the usual shapes bugs take.
+"""Name the likely bug behind a wrong result, from the shapes bugs usually take.
 
-Given what the layer returned and what the oracle expects, try in turn: gradients in
-the wrong order, a wrong shape (a missing reshape, a transpose, a reduction over the
-wrong axis), NaN or inf produced, all zeros, a transpose of a square result, float32
-arithmetic inside a float64 run, a constant factor (and which: -1, 2, 1/2, N, 1/N ...),
-and errors confined to some rows or columns. The first that fits is named.
+Each diagnosis is a bug class (a key of ``verification.layer.BUG_CLASSES``, which also gives
+the verdict's tier) and a sentence. The tactics, in turn: gradients in the wrong order; a
+wrong shape (not reshaped, transposed, empty, reduced along the wrong axis); NaN or inf;
+all zeros; right normwise but not componentwise (the formula is right, digits are lost:
+*inaccurate*); float32 rounding inside a float64 run; a transpose; a constant factor, named
+(-1, 2, 1/2, N, 1/N, a hyperparameter such as p, or the fitted constant: a literal and N are
+told apart, or both named when they coincide); the oracle's gradient of dY with two equal
+axes swapped (a reduction along the wrong axis that square shapes hide); the right values
+in the wrong places; errors confined to some slices; and otherwise a wrong formula.
+
+Some tactics probe: they run the compiled oracle on another cotangent, never the layer.
 """
 from __future__ import annotations
+
+import itertools
+import math
 
 import numpy as np
 
 from . import tolerance
 
+SPECIFICITY = ("order", "transpose", "sign", "factor", "batch_mixing", "wrong_axis", "missing", "extra_term",
+               "partial", "nan", "precision", "instability", "shape", "dtype", "in_place", "aliasing", "layout",
+               "interface", "crash", "formula")
+"""The bug classes from the most telling to the least: where one example fails several checks,
+the headline is the most telling diagnosis among the most severe tier's."""
 
-def swapped(names, actuals, expecteds) -> str:
-    """Gradients of the right shapes in the wrong order (shapes alone tell)."""
+
+FEW_DIGITS = 2.0 ** 10
+"""An excess below this many tolerance units is a few digits lost, not a wrong formula (which
+is off by O(|g|), 10^10 units and more in float64) nor float32 arithmetic (2^29 units)."""
+
+
+def fits(actual, expected, scale, dtype) -> bool:
+    return bool(np.all(tolerance.units(actual, expected, scale, dtype) <= 1))
+
+
+def order(trial, names, actuals, expecteds, scales, dtype):
+    """Gradients of the right values returned in the wrong order: shapes tell, or values do
+    where shapes are equal. None when that is not it."""
     got = [np.shape(a) for a in actuals]
     want = [np.shape(e) for e in expecteds]
-    if got != want and sorted(got) == sorted(want):
-        order = [names[want.index(shape)] for shape in got]
-        return f"gradients returned in the wrong order: the shapes say ({', '.join(order)})"
-    return ""
+    if got != want and sorted(got) == sorted(want) and len(set(want)) == len(want):
+        shown = [names[want.index(shape)] for shape in got]
+        return "order", f"gradients returned in the wrong order: the shapes say ({', '.join(shown)})"
+    for k, j in itertools.combinations(range(len(actuals)), 2):
+        if got[k] == got[j] == want[k] == want[j] and np.size(actuals[k]) and not fits(
+                actuals[k], expecteds[k], scales[k], dtype) and fits(actuals[k], expecteds[j], scales[j], dtype) \
+                and fits(actuals[j], expecteds[k], scales[k], dtype):
+            return "order", f"{names[k]} and {names[j]} swapped: each holds the other's values"
+    return None
 
 
-def diagnose(name: str, actual, expected, scale, dtype, *, batch: int | None = None) -> str:
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    if actual.shape != expected.shape:
-        return _shape_bug(name, actual, expected, scale, dtype)
-    if actual.size == 0:
-        return ""
-    if not np.all(np.isfinite(actual)) and np.all(np.isfinite(expected)):
-        where = np.argwhere(~np.isfinite(actual))[0]
-        return f"NaN/inf produced: {name}{list(where)} = {actual[tuple(where)]}"
-    wrong = tolerance.error_units(actual, expected, scale, dtype) > 1
-    if not wrong.any():
-        return ""
-    if not actual.any() and expected.any():
-        return f"{name} is all zeros: a term is missing or the gradient is never written"
-    if actual.ndim == 2 and actual.shape[0] == actual.shape[1] > 1 and _fits(actual.T, expected, scale, dtype):
-        return f"transposed: {name}.T is the right answer"
-    lower = _lower_precision(actual, expected, scale, dtype)
-    if lower:
-        return lower
-    factor = _constant_factor(actual, expected, scale, dtype, batch)
-    if factor:
-        return factor
-    return _confined(name, wrong)
-
-
-def _fits(actual, expected, scale, dtype) -> bool:
-    return bool(np.all(tolerance.error_units(actual, expected, scale, dtype) <= 1))
-
-
-def _lower_precision(actual, expected, scale, dtype) -> str:
-    """Errors too big for float64 but within float32 rounding: float32 arithmetic inside."""
-    if np.dtype(dtype) == np.float64 and _fits(actual, expected, scale, np.float32):
-        return "computed in float32 inside a float64 run: the errors are float32 rounding"
-    return ""
-
-
-def _shape_bug(name, actual, expected, scale, dtype) -> str:
+def shape_bug(name, actual, expected, scale, dtype):
     got, want = actual.shape, expected.shape
     if actual.size == expected.size:
-        if actual.ndim == 2 and got == want[::-1] and _fits(actual.T, expected, scale, dtype):
-            return f"transposed: {name} has shape {got}, its transpose is the right answer"
-        if _fits(actual.reshape(want), expected, scale, dtype):
-            return f"not reshaped: {name} has the right values in shape {got} instead of {want}"
+        if actual.ndim == 2 and got == want[::-1] and fits(actual.T, expected, scale, dtype):
+            return "transpose", f"transposed: {name} has shape {got}, its transpose is the right answer"
+        if fits(actual.reshape(want), expected, scale, dtype):
+            return "shape", f"not reshaped: {name} has the right values in shape {got} instead of {want}"
+    if actual.size == 0 and expected.size:
+        return "partial", (f"{name} is empty, shape {got} instead of {want}: a slice that empties at a boundary "
+                           f"(such as [p:-p] with p = 0)?")
     if actual.ndim == expected.ndim and actual.ndim >= 1 and sorted(got) != sorted(want):
-        return f"wrong shape {got} instead of {want}: summed (or indexed) over the wrong axis?"
-    return f"wrong shape {got} instead of {want}"
+        return "wrong_axis", f"wrong shape {got} instead of {want}: reduced (or indexed) along the wrong axis?"
+    return "formula", f"wrong shape {got} instead of {want}"
 
 
-def _constant_factor(actual, expected, scale, dtype, batch) -> str:
+def diagnose(trial, name, actual, expected, scale, dtype):
+    """(bug class, sentence) for a result of the right shape that is off somewhere."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    modified = _right_for_modified_inputs(trial, name, actual, dtype)
+    if modified:
+        return modified
+    if not np.all(np.isfinite(actual)) and np.all(np.isfinite(expected)):
+        return _non_finite(trial, name, actual, dtype)
+    units = tolerance.units(actual, expected, scale, dtype)
+    wrong = units > 1
+    if not actual.any() and expected.any():
+        return "missing", f"{name} is all zeros: a term is missing or the gradient is never written"
+    normwise = tolerance.normwise_units(actual, expected, scale, dtype)
+    if normwise <= 1 or float(np.max(units)) < FEW_DIGITS:
+        return "instability", _lost_digits(name, units, expected, scale, dtype, normwise)
+    if np.dtype(dtype) == np.float64 and fits(actual, expected, scale, np.float32):
+        return "precision", "computed in float32 inside a float64 run: the errors are float32 rounding, everywhere"
+    if actual.ndim == 2 and actual.shape[0] == actual.shape[1] > 1 and fits(actual.T, expected, scale, dtype):
+        return "transpose", f"transposed: {name}.T is the right answer"
+    return (_factor(trial, actual, expected, scale, dtype) or _swapped_axes(trial, name, actual, dtype)
+            or _misplaced(name, actual, expected, scale, dtype) or _confined(name, wrong)
+            or ("formula", f"wrong values in no simpler pattern ({int(wrong.sum())} of {wrong.size} entries "
+                           f"of {name} off)"))
+
+
+def scalar_bug(trial, outcome):
+    """A scalar route (jvp, fd) cannot say where the gradient is off: take the ``vjp`` check's
+    diagnosis on the same example where that failed."""
+    sources = ("forward", "vjp") if outcome.check == "fd" else ("vjp",)  # fd differences the forward
+    for source in sources:
+        failed = trial.outcomes.get(source)
+        if failed is not None and failed.status == "fail":
+            return failed.bug, failed.diagnosis
+    return "formula", f"<{outcome.gradient}, t> disagrees with the {outcome.check} route"
+
+
+def _right_for_modified_inputs(trial, name, actual, dtype):
+    """A layer that writes into its inputs computes the right gradient of the inputs as it left them."""
+    changed = [k for k, (a, p) in enumerate(zip(trial.inputs, trial.pristine)) if not np.array_equal(a, p)]
+    if not changed or name not in trial.names or trial.draws is None:
+        return None
+    at = tuple(np.asarray(a, np.float64) for a in trial.inputs)
+    probe = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, arrays=at,
+                           with_jacobian=trial.oracle_jacobian)
+    k = trial.names.index(name)
+    scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
+    if fits(actual, probe.vjp[k], scale, dtype):
+        shown = ", ".join(trial.input_names[i] for i in changed)
+        return "in_place", (f"{name} is right for the inputs as the forward left them: it modifies {shown} in place, "
+                            f"so its own gradient is taken at the wrong point")
+    return None
+
+
+def _non_finite(trial, name, actual, dtype):
+    where = tuple(int(i) for i in np.argwhere(~np.isfinite(actual))[0])
+    largest = max((float(np.max(np.abs(a))) for a in trial.inputs if a.size), default=0.0)
+    if largest > -math.log(tolerance.eps(dtype)):  # e^x beyond 1/eps: saturation and overflow territory
+        return "instability", (f"{name}{list(where)} = {actual[where]} where the true value is finite, with inputs "
+                               f"up to {largest:.4g}: past {-math.log(tolerance.eps(dtype)):.1f}, e^x overflows or "
+                               f"1 - e^-x rounds to 0 in {np.dtype(dtype).name} (a formula not shifted or clamped)")
+    return "nan", f"NaN/inf produced: {name}{list(where)} = {actual[where]} where the true value is finite"
+
+
+def _lost_digits(name, units, expected, scale, dtype, normwise):
+    i = np.unravel_index(int(np.argmax(units)), units.shape)
+    value, terms = abs(float(expected[i])), float(np.asarray(scale.magnitude)[i])
+    where = ("underflow" if value < 1e3 * tolerance.tiny(dtype)
+             else "saturation or cancellation")
+    lost = math.log10(max(float(units[i]), 1.0))
+    extent = (f"right to rounding normwise ({normwise:.2g} units), not componentwise" if normwise <= 1
+              else f"{float(units[i]):.3g} units: a few digits beyond rounding")
+    return (f"{extent}: {name}{list(i)} loses about {lost:.0f} more digits than the bound allows, where the true "
+            f"value {value:.3g} is computed from terms of size {terms:.3g} ({where}); the formula is right, its "
+            f"arithmetic is not stable there")
+
+
+def _factor(trial, actual, expected, scale, dtype):
     denominator = float(np.sum(expected * expected))
     if denominator == 0:
-        return ""
-    c = float(np.sum(actual * expected)) / denominator
-    named = {-1.0: "-1 (sign flipped)", 2.0: "2", 0.5: "1/2", -2.0: "-2"}
-    if batch and batch > 1:
-        named.update({float(batch): f"N = {batch}", 1.0 / batch: f"1/N (N = {batch})",
-                      1.0 / (batch - 1): f"1/(N-1) (N = {batch})"})
-    for value, label in named.items():
-        if _fits(actual, value * expected, abs(value) * np.asarray(scale), dtype):
-            return f"off by a constant factor of {label}"
-    if abs(c - 1) > 1e-2 and c != 0 and _fits(actual, c * expected, abs(c) * np.asarray(scale), dtype):
-        return f"off by a constant factor of {c:.6g}"
-    return ""
+        return None
+    fitted = float(np.sum(actual * expected)) / denominator
+    named: dict[float, list[str]] = {}
+
+    def name(value, label):
+        if value and np.isfinite(value):
+            named.setdefault(float(value), []).append(label)
+
+    for value, label in ((-1.0, "-1 (the sign flipped)"), (2.0, "2"), (0.5, "1/2"), (-2.0, "-2")):
+        name(value, label)
+    n = trial.batch
+    if n and n > 1:
+        name(float(n), f"N = {n}")
+        name(1.0 / n, f"1/N (N = {n})")
+        name(1.0 / (n - 1), f"1/(N-1) (N = {n})")
+    for key, value in trial.hyper_given.items():
+        if isinstance(value, (float, np.floating)) and value not in (0.0, 1.0):
+            name(float(value), f"{key} = {value:.6g}")
+            name(1.0 / float(value), f"1/{key} (= {1.0 / float(value):.6g})")
+    for value, labels in named.items():
+        if _fits_multiple(actual, expected, value, scale, dtype):
+            both = " or ".join(labels)
+            if len(labels) > 1:
+                both += " (they coincide here: an example where they differ tells which)"
+            return ("sign" if value == -1.0 else "factor"), f"off by a constant factor of {both}"
+    if abs(fitted - 1) > 1e-2 and fitted != 0 and _fits_multiple(actual, expected, fitted, scale, dtype):
+        return "factor", f"off by a constant factor of {fitted:.6g}"
+    return None
 
 
-def _confined(name, wrong) -> str:
-    total = wrong.size
-    count = int(wrong.sum())
-    if wrong.ndim >= 1 and wrong.shape[0] > 1:
-        rows = np.flatnonzero(wrong.reshape(wrong.shape[0], -1).any(axis=1))
-        if len(rows) < wrong.shape[0]:
-            return f"correct except rows {_listing(rows)} (axis 0) of {name}"
-    if wrong.ndim >= 2 and wrong.shape[-1] > 1:
-        columns = np.flatnonzero(wrong.reshape(-1, wrong.shape[-1]).any(axis=0))
-        if len(columns) < wrong.shape[-1]:
-            return f"correct except columns {_listing(columns)} (last axis) of {name}"
-    return f"wrong values with no simple pattern ({count} of {total} entries of {name} off)"
+def _fits_multiple(actual, expected, value, scale, dtype) -> bool:
+    return fits(actual, value * expected, tolerance.Scale(abs(value) * np.asarray(scale.magnitude)), dtype)
 
 
-def _listing(indices) -> str:
-    shown = ", ".join(str(int(i)) for i in indices[:8])
-    return f"[{shown}{', ...' if len(indices) > 8 else ''}]"
+def _swapped_axes(trial, name, actual, dtype):
+    """The oracle's gradient of dY with two equal-length axes of dY swapped: a sum along the
+    wrong axis, which square shapes hide (db = sum over classes instead of the batch)."""
+    k = trial.names.index(name) if name in trial.names else None
+    douts = trial.draws.douts if trial.draws is not None else ()
+    if k is None or len(douts) != 1:
+        return None
+    dout = douts[0].astype(np.float64)
+    for i, j in itertools.combinations(range(dout.ndim), 2):
+        if dout.shape[i] != dout.shape[j] or dout.shape[i] < 2:
+            continue
+        swapped = np.swapaxes(dout, i, j).copy()
+        probe = trial.evaluate((swapped,), (swapped,), trial.draws.tangents, with_jacobian=trial.oracle_jacobian)
+        scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
+        if fits(actual, probe.vjp[k], scale, dtype):
+            return "wrong_axis", (f"{name} is the right gradient for dout with axes {i} and {j} swapped: summed "
+                                  f"(or normalised) along the wrong axis, hidden while those axes have equal length")
+    return None
+
+
+def _misplaced(name, actual, expected, scale, dtype):
+    """The right values at the wrong positions (a reshape for a transpose, a swapped index)."""
+    if actual.size < 2:
+        return None
+    order_a, order_e = np.argsort(actual, axis=None), np.argsort(expected, axis=None)
+    s = np.asarray(scale.magnitude).ravel()
+    if fits(actual.ravel()[order_a], expected.ravel()[order_e], tolerance.Scale(np.maximum(s[order_a], s[order_e])),
+            dtype):
+        return "transpose", (f"{name} holds the right values at the wrong positions: transposed, reshaped instead "
+                             f"of transposed, or an index swapped")
+    return None
+
+
+def _confined(name, wrong):
+    """Errors confined to some slices along an axis, the rest exact: an off-by-one, a boundary,
+    an overwrite where contributions should add up."""
+    if wrong.ndim == 0:
+        return None
+    for axis in range(wrong.ndim):
+        if wrong.shape[axis] < 2:
+            continue
+        hit = np.flatnonzero(np.moveaxis(wrong, axis, 0).reshape(wrong.shape[axis], -1).any(axis=1))
+        if 2 * len(hit) <= wrong.shape[axis]:
+            shown = ", ".join(str(int(i)) for i in hit[:8]) + (", ..." if len(hit) > 8 else "")
+            return "partial", (f"correct except at indices [{shown}] along axis {axis} of {name}: an off-by-one, "
+                               f"a boundary, or an overwrite where contributions should add up")
+    return None

@@ -138,15 +138,16 @@ def _positional_names(function) -> tuple[str, ...]:
 
 BUG_CLASSES = {
     # the derivative is wrong
-    "transpose": "a transposed gradient, or a transpose missing",
+    "transpose": "a transpose missing or extra, or the right values at the wrong positions (a reshape for a "
+                 "transpose, a swapped or mis-strided index)",
     "order": "gradients returned in the wrong order",
     "sign": "the sign flipped",
     "factor": "off by a constant factor (a scale, N, 1/N, the keep probability p)",
-    "wrong_axis": "reduced, normalised or indexed along the wrong axis",
+    "wrong_axis": "reduced, normalised or indexed along the wrong axis (other than the batch axis)",
     "partial": "right except at some entries: an off-by-one, = instead of +=, a boundary or a step left out",
     "missing": "a gradient (or a whole path of it) never written: all zeros",
     "extra_term": "adds something that does not come from dout",
-    "batch_mixing": "examples of the batch leak into each other",
+    "batch_mixing": "examples of the batch leak into each other (a sum, a statistic or an index across the batch)",
     "formula": "a wrong or missing term: wrong values in no simpler pattern",
     "nan": "produces NaN or inf where the derivative is finite",
     # the mathematics is right, the contract is not
@@ -156,6 +157,7 @@ BUG_CLASSES = {
     "aliasing": "returns memory shared with an input, dout, the cache or another gradient",
     "layout": "wrong for Fortran-ordered, strided or read-only arrays",
     "crash": "raises on a valid input (an empty batch, a 0-d array, T = 1, ...)",
+    "interface": "breaks the forward/backward interface: no cache, a bare array, the wrong number of gradients",
     # the formula is right, the arithmetic loses digits
     "precision": "float32 arithmetic inside a float64 run",
     "instability": "a right formula that loses digits (saturation, cancellation, underflow)",
@@ -168,7 +170,7 @@ TIERS = ("wrong", "contract", "inaccurate", "pass")
 TIER_OF = {
     **{bug: "wrong" for bug in ("transpose", "order", "sign", "factor", "wrong_axis", "partial", "missing",
                                 "extra_term", "batch_mixing", "formula", "nan")},
-    **{bug: "contract" for bug in ("shape", "dtype", "in_place", "aliasing", "layout", "crash")},
+    **{bug: "contract" for bug in ("shape", "dtype", "in_place", "aliasing", "layout", "crash", "interface")},
     **{bug: "inaccurate" for bug in ("precision", "instability")},
 }
 
@@ -212,3 +214,8 @@ class Mutant(Replacement):
 
 class Variant(Replacement):
     """A different but correct implementation (einsum, explicit loops): the verifier must accept it."""
+
+
+class LayerDefinitionError(ValueError):
+    """A ``Layer`` that cannot be checked as defined (a wrong hint, a strategy that does not draw
+    ``(arrays, hyper)``, a JAX specification calling NumPy): the message is one line naming it."""

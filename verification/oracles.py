@@ -1,17 +1,23 @@
-"""The JAX oracles: everything JAX says about one example, from one compiled function.
+"""The JAX oracles: everything JAX says about one example, from one compiled program.
 
-For an example (arrays, hyper, dout) a single ``jax.jit`` of the specification returns
+For an example (arrays, hyper, cotangents dY and dY2, a tangent t_k per input) one
+``jax.jit`` of the specification returns, all in float64:
 
-* the output of ``jax_forward``;
-* the ``jax.vjp`` pullback of dout (reverse-mode AD);
-* ``jax.jacobian`` of the forward, contracted with dout: sum_ij dY_ij dY_ij/dtheta, the
-  explicit chain rule the Jacobian-free formula replaces (only when it fits the budget);
-* the error magnitudes the tolerance policy scales by (``verification.tolerance``).
+* the output of ``jax_forward`` (a tuple of arrays for a layer with several outputs);
+* the ``jax.vjp`` pullbacks of dY and dY2 (reverse-mode AD);
+* <dY, J_k t_k> for each input k from ``jax.jvp`` (forward-mode AD, the adjoint identity);
+* optionally ``jax.jacobian`` of the forward contracted with dY, sum_ij dY_ij dY_ij/dtheta:
+  the explicit chain rule (only when it fits the memory budget);
+* the error magnitudes the tolerance policy scales by (``verification.tolerance``): the
+  layer's own ``magnitude``, or, without one, |J|^T |dY| and |out| + sum_k |J_k| |a_k| from
+  the Jacobian, which is then always computed (when it fits): the scale never depends on
+  which checks were selected.
 
-Compiling costs 0.2-0.5 s per new shape on 2 cores while a call costs ~0.2 ms, so
-everything is computed in float64 by one function, cached per specification and static
-hyperparameters (jit itself caches per shape); float and array hyperparameters are
-traced arguments, so drawing new labels or a new eps does not recompile.
+Compiling is what costs (tens of milliseconds per new shape on 2 cores, against a call of
+well under a millisecond), so there are two programs per shape: a light one (no Jacobian)
+and a full one, and the runner asks for the Jacobian on a bounded set of configurations.
+Float and array hyperparameters are traced arguments: new labels or a new eps do not
+recompile; ints, tuples, bools and strings are static.
 """
 from __future__ import annotations
 
@@ -25,14 +31,15 @@ import numpy as np
 from . import _jax  # noqa: F401  (x64 before any trace)
 
 JACOBIAN_BUDGET_BYTES = 256 * 2**20
-"""Default memory allowed for the explicit Jacobian check; above it the check is skipped."""
+"""Default memory allowed for the explicit Jacobian check; above it the check streams or is skipped."""
 
-ORACLE_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
-"""XLA options for the oracle programs. Their arrays are tiny, so compiling is what costs:
-XLA's CPU fusion emitters (MLIR, the default) take 2-2.5x as long to compile them as its
-classic elemental emitter (12 programs: 3.6-4.2 s against 1.2-1.9 s; the whole cold
-catalogue, 96 programs: 10 s of backend compile against 26 s), and a call stays well under
-a millisecond. Both emit the same IEEE arithmetic (no fast math either way)."""
+ORACLE_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
+"""XLA options for the oracle programs. Their arrays are tiny, so compiling is what costs.
+XLA's classic elemental emitter compiles them 2-2.5x faster than its MLIR fusion emitters,
+and LLVM's optimisation level 0 another 2-4x (measured on 2 cores: a conv2d program with
+its Jacobian 443 -> 105 ms, layernorm 288 -> 161 ms, softmax 156 -> 85 ms), while a call
+stays under a millisecond except for a convolution's Jacobian (1 -> 7 ms), which runs on a
+bounded set of configurations. No fast math at either level: the same IEEE arithmetic."""
 
 
 class JacobianCost(NamedTuple):
@@ -58,8 +65,11 @@ class JacobianCost(NamedTuple):
         return "; ".join(parts)
 
 
-def jacobian_cost(out_shape, input_shapes, input_names) -> JacobianCost:
-    out_size = int(np.prod(out_shape, dtype=np.int64))
+def jacobian_cost(out_shapes, input_shapes, input_names) -> JacobianCost:
+    """``out_shapes``: one shape, or a list of the outputs' shapes."""
+    if out_shapes and not isinstance(out_shapes[0], (tuple, list)):
+        out_shapes = [out_shapes]
+    out_size = sum(int(np.prod(s, dtype=np.int64)) for s in out_shapes)
     entries = tuple(out_size * int(np.prod(s, dtype=np.int64)) for s in input_shapes)
     return JacobianCost(tuple(input_names), entries, out_size)
 
@@ -77,14 +87,19 @@ ELEMENTWISE_LENGTH = 64
 
 
 class OracleResult(NamedTuple):
-    out: np.ndarray
-    vjp: tuple[np.ndarray, ...]  # pullback of the first cotangent, per input
-    vjp2: tuple[np.ndarray, ...] | None  # pullback of the second cotangent, when one was given
+    """Float64 NumPy results; outputs are tuples of arrays (one per output)."""
+
+    outs: tuple[np.ndarray, ...]
+    vjp: tuple[np.ndarray, ...]  # pullback of dY, per input
+    vjp2: tuple[np.ndarray, ...]  # pullback of dY2, per input
+    jvp: tuple[float, ...]  # <dY, J_k t_k> per input
     jacobian: tuple[np.ndarray, ...] | None  # J^T dY per input; None when not computed
-    jvp: tuple[np.ndarray, ...] | None  # J_k t_k (output-shaped) per input k; None when not asked
-    out_scale: np.ndarray | None
-    grad_scales: tuple[np.ndarray, ...] | None  # magnitudes for the first cotangent
-    grad_scales2: tuple[np.ndarray, ...] | None  # ... and for the second
+    out_scales: tuple[np.ndarray, ...] | None  # magnitudes (None: the tolerance falls back)
+    grad_scales: tuple[np.ndarray, ...] | None  # for dY
+    grad_scales2: tuple[np.ndarray, ...] | None  # for dY2
+    out_underflow: tuple[np.ndarray, ...] | None  # sensitivity to underflowing intermediates
+    grad_underflow: tuple[np.ndarray, ...] | None
+    scale_source: str  # "magnitude", "jacobian" or "" (none: the tolerance falls back)
 
 
 def split_hyper(hyper: dict) -> tuple[tuple, dict]:
@@ -105,84 +120,109 @@ def _hashable(value):
     return value
 
 
+def leaves(out) -> tuple:
+    """The outputs of a forward as a tuple (one array for a single-output layer)."""
+    return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+
+def _structured(parts: tuple, several: bool):
+    return tuple(parts) if several else parts[0]
+
+
+def _flat(parts) -> jnp.ndarray:
+    return jnp.concatenate([jnp.ravel(p) for p in parts]) if len(parts) > 1 else jnp.ravel(parts[0])
+
+
+def _unflat(vector, like) -> tuple:
+    sizes = [int(np.prod(p.shape, dtype=np.int64)) for p in like]
+    starts = np.cumsum([0, *sizes])
+    return tuple(vector[starts[i]:starts[i + 1]].reshape(p.shape) for i, p in enumerate(like))
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, with_jvp: bool):
+def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, several: bool):
     static_hyper = dict(static)
 
-    def oracle(arrays, traced_hyper, douts, tangents):
+    def oracle(arrays, traced_hyper, douts, douts2, tangents):
         hyper = {**static_hyper, **traced_hyper}
 
         def f(*a):
             return jax_forward(*a, **hyper)
 
+        def flat(*a):
+            return _flat(leaves(f(*a)))
+
         out, pullback = jax.vjp(f, *arrays)
-        vjps = tuple(pullback(d) for d in douts)
-        jac = out_scale = grad_scales = jvps = None
+        outs = leaves(out)
+        dout, dout2 = _structured(douts, several), _structured(douts2, several)
+        vjp, vjp2 = pullback(dout), pullback(dout2)
+        jvp = tuple(
+            sum(jnp.vdot(d, o) for d, o in zip(douts, leaves(
+                jax.jvp(lambda a_k, k=k: f(*arrays[:k], a_k, *arrays[k + 1:]), (arrays[k],), (tangents[k],))[1])))
+            for k in range(len(arrays)))
+        result = {"outs": outs, "vjp": vjp, "vjp2": vjp2, "jvp": jvp}
         if with_jacobian:
-            jacobians = jax.jacobian(f, argnums=tuple(range(len(arrays))))(*arrays)
-            jac = tuple(jnp.tensordot(douts[0], j, axes=out.ndim) for j in jacobians)
+            jacobians = jax.jacobian(flat, argnums=tuple(range(len(arrays))))(*arrays)
+            d, d2 = _flat(douts), _flat(douts2)
+            result["jacobian"] = tuple(jnp.tensordot(d, j, axes=1) for j in jacobians)
             if magnitude is None:
-                grad_scales = tuple(
-                    tuple(jnp.tensordot(jnp.abs(d), jnp.abs(j), axes=out.ndim) for j in jacobians)
-                    for d in douts)
-                out_scale = jnp.abs(out) + sum(
+                result["grad_scales"] = tuple(jnp.tensordot(jnp.abs(d), jnp.abs(j), axes=1) for j in jacobians)
+                result["grad_scales2"] = tuple(jnp.tensordot(jnp.abs(d2), jnp.abs(j), axes=1) for j in jacobians)
+                result["out_scales"] = _unflat(jnp.abs(_flat(outs)) + sum(
                     (jnp.tensordot(jnp.abs(j), jnp.abs(a), axes=a.ndim) for j, a in zip(jacobians, arrays)),
-                    jnp.zeros_like(out),
-                )
+                    jnp.zeros(_flat(outs).shape, _flat(outs).dtype)), outs)
         if magnitude is not None:
-            scales = [magnitude(f, arrays, hyper, d) for d in douts]
-            out_scale, grad_scales = scales[0][0], tuple(tuple(s[1]) for s in scales)
-        if with_jvp:  # forward mode, one input at a time: J_k t_k
-            jvps = tuple(
-                jax.jvp(lambda a_k, k=k: f(*arrays[:k], a_k, *arrays[k + 1:]), (arrays[k],), (tangents[k],))[1]
-                for k in range(len(arrays)))
-        return out, vjps, jac, jvps, out_scale, grad_scales
+            first, second = magnitude(f, arrays, hyper, dout), magnitude(f, arrays, hyper, dout2)
+            result["out_scales"] = leaves(first[0])
+            result["grad_scales"], result["grad_scales2"] = tuple(first[1]), tuple(second[1])
+            if len(first) > 2:
+                result["out_underflow"], result["grad_underflow"] = leaves(first[2][0]), tuple(first[2][1])
+        return result
 
     return jax.jit(oracle, compiler_options=ORACLE_COMPILER_OPTIONS)
 
 
-def evaluate(jax_forward, arrays, hyper, douts, *, tangents=None, magnitude=None,
-             with_jacobian=True, elementwise=False) -> OracleResult:
-    """Run the float64 oracles on one example.
+def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=True,
+             share_shapes=True) -> OracleResult:
+    """Run the float64 oracles of ``layer`` on one example.
 
-    ``arrays``: float64 inputs; ``douts``: one or two float64 cotangents (the second feeds
-    the linearity property); ``tangents``: one float64 tangent per input, for forward mode.
-    ``elementwise``: the layer's declaration (``Layer.elementwise``); one input of at most
-    ``ELEMENTWISE_LENGTH`` elements, with no array hyperparameter, is then evaluated as a
-    zero-padded vector of that length, which every shape shares.
+    ``arrays``: float64 inputs; ``douts``, ``douts2``: two cotangents, each a tuple with one
+    float64 array per output; ``tangents``: one float64 tangent per input. With
+    ``layer.hints.elementwise``, one input of at most ``ELEMENTWISE_LENGTH`` elements (and no
+    array hyperparameter) is evaluated as a zero-padded vector of that length, which every
+    shape shares (``share_shapes=False`` evaluates it as it is).
     """
-    if (elementwise and len(arrays) == 1 and np.size(arrays[0]) <= ELEMENTWISE_LENGTH
+    if (share_shapes and layer.hints.elementwise and len(arrays) == 1 and np.size(arrays[0]) <= ELEMENTWISE_LENGTH
             and not any(isinstance(v, np.ndarray) for v in hyper.values())):
-        return _evaluate_as_vector(jax_forward, arrays[0], hyper, douts, tangents=tangents,
-                                   magnitude=magnitude, with_jacobian=with_jacobian)
+        return _evaluate_as_vector(layer, arrays[0], hyper, douts, douts2, tangents, with_jacobian)
     static, traced = split_hyper(hyper)
-    function = _compiled(jax_forward, magnitude, static, with_jacobian, tangents is not None)
-    out, vjps, jac, jvps, out_scale, grad_scales = jax.device_get(
-        function(tuple(arrays), traced, tuple(douts), None if tangents is None else tuple(tangents)))
-    if np.asarray(out).dtype != np.float64:
+    several = len(douts) > 1
+    function = _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), several)
+    raw = jax.device_get(function(tuple(arrays), traced, tuple(douts), tuple(douts2), tuple(tangents)))
+    outs = tuple(np.asarray(o) for o in raw["outs"])
+    if any(o.dtype != np.float64 for o in outs):
         raise RuntimeError(
-            f"the JAX oracle computed in {np.asarray(out).dtype}, not float64: jax_enable_x64 is "
-            "off (import verification before any other use of JAX)"
-        )
+            f"the JAX oracle computed in {outs[0].dtype}, not float64: jax_enable_x64 is off (import "
+            "verification before any other use of JAX)")
 
-    def arrays_of(grads):
-        return None if grads is None else tuple(np.asarray(g) for g in grads)
+    def arrays_of(key):
+        value = raw.get(key)
+        return None if value is None else tuple(np.asarray(v) for v in value)
 
-    second = len(douts) > 1
+    source = "magnitude" if layer.magnitude is not None else "jacobian" if "grad_scales" in raw else ""
     return OracleResult(
-        out=np.asarray(out), vjp=arrays_of(vjps[0]), vjp2=arrays_of(vjps[1]) if second else None,
-        jacobian=arrays_of(jac), jvp=arrays_of(jvps),
-        out_scale=None if out_scale is None else np.asarray(out_scale),
-        grad_scales=None if grad_scales is None else arrays_of(grad_scales[0]),
-        grad_scales2=arrays_of(grad_scales[1]) if grad_scales is not None and second else None,
-    )
+        outs=outs, vjp=arrays_of("vjp"), vjp2=arrays_of("vjp2"), jvp=tuple(float(v) for v in raw["jvp"]),
+        jacobian=arrays_of("jacobian"), out_scales=arrays_of("out_scales"), grad_scales=arrays_of("grad_scales"),
+        grad_scales2=arrays_of("grad_scales2"), out_underflow=arrays_of("out_underflow"),
+        grad_underflow=arrays_of("grad_underflow"), scale_source=source)
 
 
-def _evaluate_as_vector(jax_forward, x, hyper, douts, *, tangents, magnitude, with_jacobian) -> OracleResult:
+def _evaluate_as_vector(layer, x, hyper, douts, douts2, tangents, with_jacobian) -> OracleResult:
     """An elementwise layer's oracles on x flattened and zero-padded to ELEMENTWISE_LENGTH.
 
     The padding's own outputs, gradients and Jacobian rows are computed and dropped; none
-    reaches a real element, since out[i] depends on x[i] alone (the Jacobian is diagonal).
+    reaches a real element, since out[i] depends on x[i] alone (the Jacobian is diagonal),
+    and the padding's cotangents and tangents are 0, so the scalar <dY, J t> is unchanged.
     """
     def vector(a):
         return np.pad(np.ravel(a), (0, ELEMENTWISE_LENGTH - np.size(a)))
@@ -190,9 +230,8 @@ def _evaluate_as_vector(jax_forward, x, hyper, douts, *, tangents, magnitude, wi
     def shaped(a):
         return np.asarray(a)[:x.size].reshape(x.shape)
 
-    padded = evaluate(jax_forward, (vector(x),), hyper, tuple(vector(d) for d in douts),
-                      tangents=None if tangents is None else (vector(tangents[0]),),
-                      magnitude=magnitude, with_jacobian=with_jacobian)
-    return OracleResult(*(
-        None if field is None else tuple(map(shaped, field)) if isinstance(field, tuple) else shaped(field)
-        for field in padded))
+    padded = evaluate(layer, (vector(x),), hyper, tuple(map(vector, douts)), tuple(map(vector, douts2)),
+                      (vector(tangents[0]),), with_jacobian=with_jacobian, share_shapes=False)
+    return padded._replace(**{
+        field: tuple(map(shaped, value)) for field, value in padded._asdict().items()
+        if isinstance(value, tuple) and value and isinstance(value[0], np.ndarray)})

@@ -13,7 +13,7 @@ import numpy as np
 from .catalogue import LAYERS
 from .checks import examine
 from .oracles import jacobian_cost
-from .runner import CheckSummary, LayerReport
+from .runner import CheckSummary, LayerReport, failure_of
 
 SEED_SHAPE = (64, 4096, 4096)  # (N, D, M) from Johnson's note
 SEED_CHECKS = ("forward", "vjp", "jvp", "jacobian", "shapes", "unchanged", "aliasing")
@@ -45,4 +45,6 @@ def seed_scale_case(n: int = SEED_SHAPE[0], d: int = SEED_SHAPE[1], m: int = SEE
         summary.add(outcome)
         summary.finish()
         report.checks.append(summary)
+    if example.failed:
+        report.failures.append(failure_of([example], LAYERS["linear"], record=True))
     return report, jacobian_costs(n, d, m)

@@ -4,17 +4,15 @@ Arrays are drawn as byte strings and decoded with NumPy, four bytes per element:
 hypothesis draws a float element by element at about 60 us apiece, which made drawing
 the inputs 40% of a ``make verify`` run; a 64-byte chunk per 16 elements costs a fraction
 of that and still shrinks, toward the simplest values (all-zero bytes decode to 0, or to
-the point of the range nearest 0). The decoding keeps what hypothesis's own floats are good at finding:
+the point of the range nearest 0, and the values next to it to halves). The decoding keeps
+what hypothesis's own floats are good at finding:
 about one element in six is a special value (the range's ends, 0, +-1, +-1/2, or a repeat
 of the previous element), the rest are spread over the range.
 
 Values are bounded and finite, and magnitudes below ``MIN_MAGNITUDE`` become exactly 0:
 products of values such as 5e-158 underflow, and underflow is not what a derivation is
 about (the tolerance's ``tiny`` term covers the underflow that a layer produces itself).
-Shapes come from small menus: every new shape costs the oracle a JAX compile (0.2-0.5 s on
-2 cores), so a spec offers a handful of shapes that include the edge cases (sizes of 1,
-an empty batch, ...) and lets hypothesis vary the values, the menu choice and the
-hyperparameters; shrinking then moves within the menu and never recompiles much.
+Shapes and hyperparameters come from each spec's ``Space`` (``verification.space``).
 """
 from __future__ import annotations
 
@@ -26,6 +24,11 @@ from hypothesis import strategies as st
 
 VALUE_BOUND = 2.0
 MIN_MAGNITUDE = 1e-3
+
+NICE_STEPS = 256
+"""Steps (of 2^23 or 2^24 per range) below this decode to k/2 from the range's point nearest
+0: random draws land there once in 2^15, shrinking lands there always, so a shrunk value
+reads as a small multiple of 1/2 (as small as the bug allows), not as 0.0039."""
 
 SPECIAL_SELECTORS = 40
 """Of the 256 values of an element's first byte, this many pick a special value (~16%)."""
@@ -80,9 +83,13 @@ class Values:
         up, down = high - anchor, anchor - low
         both = (up > 0) & (down > 0)
         # on a two-sided range the lowest bit picks the side, else all 24 bits measure
-        fraction = np.where(both, (bits >> 1) / 2.0 ** 23, bits / 2.0 ** 24)
+        steps = np.where(both, bits >> 1, bits)
+        fraction = steps / np.where(both, 2.0 ** 23, 2.0 ** 24)
         negative = np.where(both, bits & 1, down > 0).astype(bool)
-        x = np.where(negative, anchor - fraction * down, anchor + fraction * up)
+        # the smallest few hundred steps are halves: where shrinking takes a value, it reads 0.5, 1, 1.5
+        distance = np.where(steps < NICE_STEPS, np.minimum(steps / 2.0, np.where(negative, down, up)),
+                            fraction * np.where(negative, down, up))
+        x = np.where(negative, anchor - distance, anchor + distance)
 
         pick = np.where(ordinary, 0, (selector - (256 - SPECIAL_SELECTORS)) % self._specials.shape[1])
         special = self._specials[which, pick]

@@ -1,0 +1,182 @@
+"""The routes: three ways to know the gradient that share no machinery.
+
+* reverse-mode AD   ``vjp``: the backward equals the ``jax.vjp`` pullback of dY;
+                    ``jacobian``: ... equals ``jax.jacobian`` contracted with dY (streamed a
+                    few rows at a time beyond the memory budget, skipped with the size and time
+                    stated when even that would take too long);
+* forward-mode AD   ``jvp``: the adjoint identity <dY, J_k t_k> = <grad_k, t_k>, with
+                    ``jax.jvp`` on each input's random tangent;
+* no AD at all      ``fd``: central differences of the NumPy *forward* along t_k,
+                    <dY, (f(x + h t) - f(x - h t)) / 2h>, against <grad_k, t_k>;
+
+plus ``forward`` (the NumPy forward equals ``jax_forward``) and ``routes`` (the routes agree
+*with each other*, the layer left out: when they do not, the specification or the harness is
+suspect, not the layer).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import tolerance
+from ..oracles import format_bytes, leaves
+from .compare import compare, compare_scalars
+from .registry import Outcome, check
+
+FD_STEP = 2.0 ** -12
+"""Central-difference step along a random tangent t ~ N(0, 1) for inputs the forward is
+not linear in. Truncation error is O(h^2 |f'''|); the rounding error of the two forward
+evaluations, C eps |f| / h. h = 2^-12 keeps both small in float64 while staying well inside
+the strategies' distance from kinks (x +- h t moves each entry by ~1e-3 at most)."""
+FD_LINEAR_STEP = 2.0 ** -4
+"""Step for inputs the forward is linear in (``Hints.linear_in``): the difference is then
+exact up to rounding, so a large step shrinks the rounding error C eps |f| / h; 1/16
+keeps x +- h t near x, so the oracle's magnitude of f still bounds that error."""
+
+
+@check("forward", "route")
+def forward(trial) -> Outcome:
+    """The NumPy forward equals ``jax_forward``."""
+    return compare(trial, "forward", trial.output_names, trial.outs, trial.oracle.outs, trial.scales.outs)
+
+
+@check("vjp", "route")
+def vjp(trial) -> Outcome:
+    """Reverse-mode AD: the backward equals the ``jax.vjp`` pullback of a random (never all-ones) dY."""
+    return compare(trial, "vjp", trial.names, trial.grads, trial.oracle.vjp, trial.scales.grads)
+
+
+@check("jacobian", "route", needs_jacobian=True)
+def jacobian(trial) -> Outcome:
+    """The backward equals ``jax.jacobian(jax_forward)`` contracted with dY: the explicit chain rule."""
+    if trial.oracle.jacobian is not None:
+        return compare(trial, "jacobian", trial.names, trial.grads, trial.oracle.jacobian, trial.scales.grads)
+    if trial.jacobian_fits:
+        return Outcome("jacobian", "skip", message=(
+            "not on this configuration: the explicit Jacobian is compiled for a bounded set of configurations "
+            "(the edges and the first ones explored), the other routes run on every one"))
+    return _streamed(trial)
+
+
+def _streamed(trial) -> Outcome:
+    """The explicit chain rule beyond the memory budget: J formed a few rows at a time."""
+    from ..streamed import StreamedTimeExceeded, streamed_jacobian_contraction
+
+    over = (f"{trial.cost.describe()}; the full check would need {format_bytes(trial.cost.oracle_bytes())}, "
+            f"over the {format_bytes(trial.jacobian_budget)} budget")
+    hyper = trial.hyper_given
+
+    def flat(*a):
+        import jax.numpy as jnp
+        return jnp.concatenate([jnp.ravel(o) for o in leaves(trial.layer.jax_forward(*a, **hyper))])
+
+    dout = np.concatenate([np.ravel(d).astype(np.float64) for d in trial.draws.douts])
+    try:
+        contracted = streamed_jacobian_contraction(flat, trial.arrays64, dout, time_budget=trial.jacobian_seconds)
+    except StreamedTimeExceeded as error:
+        return Outcome("jacobian", "skip", message=f"skipped: {over}; {error}")
+    outcome = compare(trial, "jacobian", trial.names, trial.grads, contracted, trial.scales.grads)
+    if outcome.status == "pass":
+        outcome.message = f"streamed: {over}"
+    return outcome
+
+
+def _tangent_product(trial, k) -> float | None:
+    grad = np.asarray(trial.grads[k], dtype=np.float64)
+    tangent = trial.draws.tangents[k]
+    return None if grad.shape != tangent.shape else float(np.sum(grad * tangent))
+
+
+@check("jvp", "route")
+def jvp(trial) -> Outcome:
+    """Forward-mode AD: the adjoint identity <dY, J_k t_k> = <grad_k, t_k> with ``jax.jvp`` and a random t_k per input."""
+    results = []
+    for k, name in enumerate(trial.names):
+        actual = _tangent_product(trial, k)
+        bound = tolerance.scalar_bound(trial.scales.grads[k], trial.draws.tangents[k],
+                                       trial.grads[k] if actual is not None else 0.0, trial.dtype)
+        results.append((name, actual, trial.oracle.jvp[k], bound))
+    return compare_scalars(trial, "jvp", results, route="forward-mode route (jax.jvp)")
+
+
+def finite_differences(trial, k) -> tuple[float, float]:
+    """<dY, central difference of the NumPy forward along t_k> and its error bound, computed once
+    per input (``fd`` and ``routes`` share it)."""
+    memo = trial.__dict__.setdefault("_finite_differences", {})
+    if k not in memo:
+        memo[k] = _finite_differences(trial, k)
+    return memo[k]
+
+
+def _finite_differences(trial, k) -> tuple[float, float]:
+    """In float64 whatever the run's dtype: differences of the forward, not of its rounding."""
+    x = trial.arrays64
+    douts = [d.astype(np.float64) for d in trial.draws.douts]
+    out_scales = [np.asarray(s.magnitude) for s in trial.scales.outs]
+
+    def difference(h):
+        def at(sign):
+            shifted = tuple(np.array(a) for a in x[:k]) + (np.asarray(x[k] + sign * h * trial.draws.tangents[k]),) + tuple(
+                np.array(a) for a in x[k + 1:])  # fresh copies: a forward that writes into its inputs harms no one
+            out, _ = trial.layer.forward(*shifted, **trial.hyper_given)
+            return [np.asarray(o, dtype=np.float64) for o in leaves(out)]
+        plus, minus = at(1.0), at(-1.0)
+        # each evaluation errs by C eps (|f| terms); at x +- h t the magnitude is the oracle's at x
+        # or, where f has grown away from x, the values themselves
+        value = sum(float(np.sum(d * (p - m))) for d, p, m in zip(douts, plus, minus)) / (2 * h)
+        scale = sum(float(np.sum(np.abs(d) * (2 * s + np.abs(p) + np.abs(m))))
+                    for d, s, p, m in zip(douts, out_scales, plus, minus))
+        return value, tolerance.C * tolerance.eps(np.float64) * scale / (2 * h)
+
+    if k in trial.layer.hints.linear_in:
+        return difference(FD_LINEAR_STEP)
+    (coarse, coarse_rounding), (fine, fine_rounding) = difference(FD_STEP), difference(FD_STEP / 2)
+    # Richardson: (4 fine - coarse) / 3 cancels the h^2 term; |coarse - fine| bounds what is left
+    return (4 * fine - coarse) / 3, abs(coarse - fine) + (4 * fine_rounding + coarse_rounding) / 3
+
+
+@check("fd", "route", float64_only=True)
+def fd(trial) -> Outcome:
+    """No AD at all: central differences of the NumPy forward along t_k against <grad_k, t_k>."""
+    results = []
+    for k, name in enumerate(trial.names):
+        actual = _tangent_product(trial, k)
+        try:
+            expected, fd_bound = finite_differences(trial, k)
+        except Exception as error:
+            from .trial import describe
+            return Outcome("fd", "fail", gradient=name, bug="crash", diagnosis="the forward raises near x", message=(
+                f"forward raised {describe(error)} at x +- h t for {trial.input_names[k]}"))
+        bound = tolerance.scalar_bound(trial.scales.grads[k], trial.draws.tangents[k],
+                                       trial.grads[k] if actual is not None else 0.0, trial.dtype) + fd_bound
+        results.append((name, actual, expected, bound))
+    return compare_scalars(trial, "fd", results, route="finite differences of the forward")
+
+
+@check("routes", "route", float64_only=True, after=("forward",))
+def routes(trial) -> Outcome:
+    """The routes agree with each other, the layer left out: if not, the specification or the harness is suspect."""
+    oracle, scales = trial.oracle, trial.scales
+    findings = []
+    if oracle.jacobian is not None:
+        o = compare(trial, "routes", trial.names, oracle.vjp, oracle.jacobian, scales.grads, dtype=np.float64)
+        if o.status == "fail":
+            findings.append(f"vjp vs jacobian on {o.gradient}: {o.units:.3g} units")
+    with_fd = trial.outcomes.get("forward", Outcome("forward", "pass")).status != "fail"
+    for k, name in enumerate(trial.names):
+        t = trial.draws.tangents[k]
+        reverse = float(np.sum(oracle.vjp[k] * t))
+        bound = tolerance.scalar_bound(scales.grads[k], t, oracle.vjp[k], np.float64)
+        if abs(reverse - oracle.jvp[k]) > bound:
+            findings.append(f"vjp vs jvp on {name}: {reverse:.17g} vs {oracle.jvp[k]:.17g}")
+        if with_fd:
+            try:
+                numeric, fd_bound = finite_differences(trial, k)
+            except Exception:
+                continue  # reported by the fd check
+            if abs(reverse - numeric) > bound + fd_bound:
+                findings.append(f"vjp vs finite differences on {name}: {reverse:.17g} vs {numeric:.17g}")
+    if not findings:
+        return Outcome("routes", "pass")
+    return Outcome("routes", "fail", spec=True, diagnosis="specification or harness suspect", message=(
+        "the oracles disagree with each other (" + "; ".join(findings) + "): the specification "
+        "or the harness is suspect, not necessarily the layer"))

@@ -1,0 +1,97 @@
+"""The hints a layer declares (``Hints``), checked against its JAX specification.
+
+A hint changes what the verifier does (the elementwise hint pads every shape into one
+program, ``linear_in`` takes a large finite-difference step, ``per_example`` adds a check),
+so a wrong hint would be blamed on the layer. Each is checked once per run, on the first
+example where it can be, with the compiled oracle; a wrong one raises a one-line
+``LayerDefinitionError`` naming the hint.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import oracles, tolerance
+from .layer import LayerDefinitionError
+from .checks.properties import per_example
+
+
+def declared(layer) -> set[str]:
+    hints = layer.hints
+    return ({"elementwise"} if hints.elementwise else set()) | ({"linear_in"} if hints.linear_in else set()) | (
+        {"per_example"} if hints.per_example else set())
+
+
+def check_hints(trial, pending: set[str]) -> set[str]:
+    """Check the hints in ``pending`` that this example can test; return those checked."""
+    if trial.runs.status != "pass" or any(a.size == 0 for a in trial.arrays64):
+        return set()
+    done = set()
+    for hint, testable, test in (("elementwise", _elementwise_testable, _elementwise),
+                                 ("linear_in", lambda t: True, _linear_in),
+                                 ("per_example", _per_example_testable, _per_example)):
+        if hint in pending and testable(trial):
+            problem = test(trial)
+            if problem:
+                raise LayerDefinitionError(f"{trial.layer.name}: the hint {problem}")
+            done.add(hint)
+    return done
+
+
+def _elementwise_testable(trial) -> bool:
+    return len(trial.arrays64) == 1 and trial.arrays64[0].size <= oracles.ELEMENTWISE_LENGTH
+
+
+def _elementwise(trial):
+    x = trial.arrays64[0]
+    if len(trial.outs) != 1 or trial.oracle.outs[0].shape != x.shape:
+        return "elementwise=True is wrong: the output does not have the input's shape"
+    alone = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, with_jacobian=False)
+    shared = trial.oracle
+    for got, want in ((shared.outs[0], alone.outs[0]), (shared.vjp[0], alone.vjp[0])):
+        if not np.allclose(got, want, rtol=1e-10, atol=1e-300):
+            return ("elementwise=True is wrong: evaluated as one padded vector the specification gives other values "
+                    "(out[i] must depend on x[i] alone)")
+    return ""
+
+
+def _linear_in(trial):
+    """<dY, f(a + t e_k) - f(a)> must equal <dY, J_k t_k> for an input the forward is affine in."""
+    base = trial.oracle
+    douts = tuple(d.astype(np.float64) for d in trial.draws.douts)
+    for k in trial.layer.hints.linear_in:
+        if not 0 <= k < len(trial.arrays64):
+            return f"linear_in={trial.layer.hints.linear_in} is wrong: there is no input {k}"
+        shifted = trial.arrays64[:k] + (trial.arrays64[k] + trial.draws.tangents[k],) + trial.arrays64[k + 1:]
+        moved = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, arrays=shifted,
+                               with_jacobian=trial.oracle_jacobian)
+        step = sum(float(np.sum(d * (m - o))) for d, m, o in zip(douts, moved.outs, base.outs))
+        rounding = sum(float(np.sum(np.abs(d) * (np.abs(m) + np.abs(o) + np.asarray(s.magnitude))))
+                       for d, m, o, s in zip(douts, moved.outs, base.outs, trial.scales.outs))
+        bound = 2 * tolerance.C * tolerance.eps(np.float64) * rounding + tolerance.scalar_bound(
+            trial.scales.grads[k], trial.draws.tangents[k], base.vjp[k], np.float64)
+        if abs(step - base.jvp[k]) > bound:
+            return (f"linear_in={trial.layer.hints.linear_in} is wrong: the specification is not affine in input {k} "
+                    f"({trial.input_names[k]}): a step t changes <dY, f> by {step:.6g}, its derivative says "
+                    f"{base.jvp[k]:.6g}")
+    return ""
+
+
+def _per_example_testable(trial) -> bool:
+    return per_example(trial.layer, trial.arrays64, trial.hyper_given) and (trial.batch or 0) >= 2
+
+
+def _per_example(trial):
+    """A tangent in row j of the first input moves no other row of any output (exactly, in AD)."""
+    n, j = trial.batch, trial.draws.row
+    if any(o.ndim == 0 or o.shape[0] != n for o in trial.oracle.outs):
+        return "per_example=True is wrong: an output has no batch axis of the first input's length"
+    tangents = [np.zeros_like(t) for t in trial.draws.tangents]
+    tangents[0][j] = 1.0
+    douts = [d.astype(np.float64).copy() for d in trial.draws.douts]
+    for d in douts:
+        d[j] = 0.0
+    probe = trial.evaluate(douts, douts, tuple(tangents), with_jacobian=trial.oracle_jacobian)
+    if abs(probe.jvp[0]) > tolerance.tiny(np.float64):
+        return (f"per_example=True is wrong: row {j} of {trial.input_names[0]} moves other rows of the output "
+                f"(<dY without row {j}, J t> = {probe.jvp[0]:.3g}, not 0)")
+    return ""
