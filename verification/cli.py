@@ -170,10 +170,13 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", out=sys.
         for task in tasks:
             done(task, _check(task, max_examples, dtypes, require))
         return [reports[task] for task in tasks]
-    with _one_thread_each():
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
     try:
-        futures = {pool.submit(_check, task, max_examples, dtypes, require): task for task in tasks}
+        # workers start while submitting: with one thread each, and with Ctrl-C ignored from their
+        # first instruction (an ignored signal stays ignored across exec), so that the main
+        # process alone answers it, by stopping them
+        with _one_thread_each(), _interrupts_ignored():
+            futures = {pool.submit(_check, task, max_examples, dtypes, require): task for task in tasks}
         for future in as_completed(futures):
             done(futures[future], future.result())
     except BaseException:
@@ -188,10 +191,22 @@ def _ignore_interrupts():
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+@contextlib.contextmanager
+def _interrupts_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _stop(pool):
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in list(getattr(pool, "_processes", {}).values()):
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=10)
 
 
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

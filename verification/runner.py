@@ -241,6 +241,7 @@ class _Run:
         self.hints_pending = declared(layer)
         self.drawn = 0
         self.definition_error: LayerDefinitionError | None = None
+        self.confirmed: dict[tuple, bool] = {}  # (configuration, hyper) -> a wrong failure repeats on moderate values
 
     # -- the phases --------------------------------------------------------------------
 
@@ -336,6 +337,12 @@ class _Run:
                               for dtype in self.dtypes])
         if self.hints_pending:
             self.hints_pending -= check_hints(examples[0].trial, self.hints_pending)
+        if any(e.tier == "wrong" for e in examples):
+            probe_key = (key, _hyper_key(hyper))  # shrinking revisits configurations: probe each once
+            if probe_key not in self.confirmed:
+                self.confirmed[probe_key] = confirm_wrong(self.layer, examples, len(self.confirmed))
+            if not self.confirmed[probe_key]:
+                downgrade(examples)
         if record:
             self.drawn += 1
             self.configs.setdefault(key, config)
@@ -366,6 +373,11 @@ def _kind(value) -> str:
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)}: ({', '.join(type(v).__name__ for v in value)})"
     return f"a {type(value).__name__}"
+
+
+def _hyper_key(hyper: dict) -> tuple:
+    return tuple(sorted((k, v.tobytes() + str(v.shape).encode() if isinstance(v, np.ndarray) else repr(v))
+                        for k, v in hyper.items()))
 
 
 def _simplicity(config: dict):
@@ -407,12 +419,45 @@ def reconcile(examples: list[Example]) -> list[Example]:
             n.bug, n.diagnosis = "instability", (
                 f"right in float64 on the same example, off in float32 ({n.diagnosis}): the formula is right and "
                 f"loses digits in float32 (saturation, cancellation, underflow or overflow)")
-        elif w.tier == "wrong" and _scales_with_precision(w, n):
+        elif w.tier in ("wrong", "inaccurate") and _scales_with_precision(w, n):
             for o in (w, n):
                 o.bug, o.diagnosis = "instability", (
                     f"off in float64 and far more in float32 on the same example (errors {_error(w):.3g} and "
                     f"{_error(n):.3g}): rounding, amplified where the formula is unstable; the formula is right")
     return examples
+
+
+MODERATE_PROBES = 2
+"""Examples of moderate values (standard normal) on which a wrong verdict is confirmed."""
+
+
+def confirm_wrong(layer: Layer, examples: list[Example], seed: int) -> bool:
+    """A derivative that is wrong is wrong at ordinary values too: True where the same
+    configuration with moderate inputs (standard normal, hyperparameters kept) fails as wrong
+    in some dtype. Where it passes, the failure is the arithmetic of an extreme regime
+    (saturation, overflow), not the formula (``downgrade``)."""
+    rng = np.random.default_rng(seed)
+    template = examples[0]
+    for _ in range(MODERATE_PROBES):
+        arrays = tuple(rng.standard_normal(np.shape(a)) for a in template.arrays)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            probe = reconcile([examine(layer, arrays, template.hyper, dtype=e.dtype, cotangent_seed=seed)
+                               for e in examples])
+        if any(e.tier == "wrong" for e in probe):
+            return True
+    return False
+
+
+def downgrade(examples: list[Example]) -> None:
+    """A 'wrong' failure that moderate values of its configuration do not repeat: inaccurate."""
+    largest = max((float(np.max(np.abs(a), initial=0.0)) for a in examples[0].arrays), default=0.0)
+    for e in examples:
+        for o in e.failed:
+            if o.tier == "wrong":
+                o.bug, o.diagnosis = "instability", (
+                    f"right on moderate values of the same configuration, off on these (inputs up to {largest:.3g}; "
+                    f"{o.diagnosis}): the formula is right and its arithmetic fails in this regime")
 
 
 def _error(outcome) -> float:

@@ -10,7 +10,7 @@ from .. import tolerance
 from ..oracles import leaves
 from .compare import compare
 from .registry import Outcome, check
-from .trial import describe, structured
+from .trial import as_tuple, describe, structured
 
 LAYOUTS = ("fortran", "strided", "reversed", "readonly")
 
@@ -82,7 +82,7 @@ def layouts(trial) -> Outcome:
         dout = structured(tuple(relayout(d, layout) for d in trial.draws.douts), trial.several)
         try:
             out, cache = trial.layer.forward(*inputs, **copy.deepcopy(trial.hyper_given))
-            grads = trial.layer.backward(dout, cache)
+            grads = as_tuple(trial.layer.backward(dout, cache), len(trial.inputs))
         except Exception as error:
             return Outcome("layouts", "fail", message=f"{layout} inputs: {describe(error)}", bug="layout",
                            diagnosis=f"raises on {layout} arrays")

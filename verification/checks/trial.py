@@ -106,7 +106,7 @@ class Trial:
         self.dout = structured(tuple(d.copy() for d in self.draws.douts), self.several)
         cache_before = _cache_arrays(self.cache, copy=True)
         try:
-            grads = self.backward(self.dout)
+            grads = self.layer.backward(self.dout, self.cache)
         except Exception as error:
             return self._raised("backward", error)
         count = len(self.inputs)
@@ -135,7 +135,8 @@ class Trial:
         return changed
 
     def backward(self, dout):
-        return self.layer.backward(dout, self.cache)
+        """The layer's backward on another dout (a bare array for one input counts as a tuple of one)."""
+        return as_tuple(self.layer.backward(dout, self.cache), len(self.inputs))
 
     def _raised(self, stage: str, error: Exception) -> Outcome:
         bug, why = classify_exception(error, self.empty)
@@ -171,13 +172,14 @@ class Trial:
         self.oracle_jacobian = with_jacobian
         return self.evaluate(self.draws.douts, self.draws.douts2, self.draws.tangents, with_jacobian=with_jacobian)
 
-    def evaluate(self, douts, douts2, tangents, *, with_jacobian=False, arrays=None) -> oracles.OracleResult:
+    def evaluate(self, douts, douts2, tangents, *, with_jacobian=False, arrays=None,
+                 share_shapes=True) -> oracles.OracleResult:
         """The oracle program on other cotangents, tangents or points (probes, hint checks)."""
         arrays = self.arrays64 if arrays is None else arrays
         try:
             return oracles.evaluate(self.layer, arrays, self.hyper_given, tuple(np.asarray(d, np.float64) for d in douts),
                                     tuple(np.asarray(d, np.float64) for d in douts2), tangents,
-                                    with_jacobian=with_jacobian)
+                                    with_jacobian=with_jacobian, share_shapes=share_shapes)
         except Exception as error:
             if type(error).__name__ in ("TracerArrayConversionError", "ConcretizationTypeError",
                                         "TracerBoolConversionError", "TracerIntegerConversionError"):
@@ -218,6 +220,12 @@ def classify_exception(error: Exception, empty: bool) -> tuple[str, str]:
     if "broadcast" in text:
         return "wrong_axis", "a broadcasting mismatch: reduced or expanded along the wrong axis?"
     return "formula", "a shape mismatch: the formula's shapes do not fit"
+
+
+def as_tuple(grads, count: int):
+    """A bare array for a layer of one input counts as a tuple of one (the ``shapes`` check
+    reports it; every other check judges its values)."""
+    return (grads,) if isinstance(grads, np.ndarray) and count == 1 else grads
 
 
 def _cache_arrays(cache, copy=False) -> dict:
