@@ -37,13 +37,10 @@ def locate(layer: Layer) -> str | None:
         attr = _attribute_holding(module, layer)
         if attr is None:
             continue
-        name = getattr(module, "__name__", "")
         path = getattr(module, "__file__", None)
-        if name and name != "__main__" and not name.startswith("_") and importlib.util.find_spec(name) is not None \
-                and (path is None or "site-packages" not in path):
-            return f"{name}:{attr}"
-        if path:
+        if path:  # a file path loads from any directory; a module name only where it is importable
             return f"{Path(path).resolve()}:{attr}"
+        return f"{module.__name__}:{attr}"
     return None
 
 
