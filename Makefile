@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 verify: $(STAMP)
+	mkdir -p reports
 	$(PY) -m verification --json reports/verify.json $(ARGS)
 
 test: $(STAMP)
@@ -30,10 +31,12 @@ bench: $(VENV)/.bench-installed
 
 # The self-proof: every planted bug killed, every correct variant accepted (the kill matrix).
 mutants: $(STAMP)
+	mkdir -p reports
 	$(PY) -m verification mutants --json reports/mutants.json $(ARGS)
 
 # No false failures: the whole catalogue over 20 seeds (about 20 minutes on 2 cores).
 seeds: $(STAMP)
+	mkdir -p reports
 	$(PY) -m verification seeds --count 20 --json reports/seeds.json $(ARGS)
 
 clean:

@@ -43,7 +43,7 @@ def draw(layer, count: int, seed: int = 0) -> list:
 
     @settings(max_examples=count, database=None, deadline=None, phases=(Phase.generate,),
               suppress_health_check=list(HealthCheck))
-    @given(layer.inputs)
+    @given(layer.strategy)
     def collect(example):
         drawn.append(example)
 
