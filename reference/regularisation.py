@@ -37,9 +37,10 @@ def dropout_forward(x: np.ndarray, *, mask: np.ndarray, p: float) -> tuple[np.nd
     _zeros_and_ones("mask", mask)
     p = _validate.real_in("p", p, 0.0, 1.0, low_open=True)
     # In x's dtype (mask's 0 and 1 convert exactly), and a new array: reusing the mask's
-    # buffer before the backward cannot change the gradient.
-    scale = np.divide(mask, p, dtype=x.dtype)
-    return x * scale, DropoutCache(scale)
+    # buffer before the backward cannot change the gradient. Each result is written to an
+    # array of its own (out=): on 0-d operands a ufunc would return a NumPy scalar instead.
+    scale = np.divide(mask, p, out=np.empty(x.shape, x.dtype), dtype=x.dtype)
+    return np.multiply(x, scale, out=np.empty_like(scale)), DropoutCache(scale)
 
 
 def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> tuple[np.ndarray]:
@@ -49,7 +50,7 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> tuple[np.ndarray]
     """
     scale = cache.scale
     _validate.upstream(dout, scale.shape, scale.dtype)
-    return (dout * scale,)
+    return (np.multiply(dout, scale, out=np.empty_like(scale)),)
 
 
 def _zeros_and_ones(name, mask) -> None:

@@ -1,4 +1,6 @@
-"""Layer-specific cases for reference/embedding.py: repeated indices, a 0-d index, bad input."""
+"""Layer-specific cases for reference/embedding.py: repeated indices, a 0-d index, index dtypes.
+
+Bad input is declared on the Layer (``verification/specs/embedding.py``, ``errors=``)."""
 import tracemalloc
 
 import numpy as np
@@ -39,11 +41,14 @@ def test_embedding_of_no_indices_gives_zero_gradient():
     assert out.shape == (0, 4, 2) and dw.shape == (3, 2) and not dw.any()
 
 
-def test_embedding_keeps_float32_and_takes_any_integer_dtype():
-    w = np.ones((5, 2), np.float32)
-    out, cache = embedding_forward(w, indices=np.array([[4, 0]], np.uint8))
-    (dw,) = embedding_backward(np.ones((1, 2, 2), np.float32), cache)
-    assert out.dtype == dw.dtype == np.float32
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32, np.uint64])
+def test_embedding_takes_any_integer_dtype(dtype):
+    """The catalogue draws int64 indices; narrower and unsigned ones index the same rows."""
+    w = np.arange(10.0).reshape(5, 2)
+    out, cache = embedding_forward(w, indices=np.array([[4, 0, 4]], dtype))
+    (dw,) = embedding_backward(np.ones((1, 3, 2)), cache)
+    np.testing.assert_array_equal(out, w[[[4, 0, 4]]])
+    np.testing.assert_array_equal(dw, [[1, 1], [0, 0], [0, 0], [0, 0], [2, 2]])
 
 
 def test_embedding_backward_never_forms_a_one_hot_matrix():
@@ -58,24 +63,3 @@ def test_embedding_backward_never_forms_a_one_hot_matrix():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak <= 1.05 * dw.nbytes
-
-
-@pytest.mark.parametrize("w, indices, error, message", [
-    (np.ones((3, 2)), np.array([0, 3]), ValueError,
-     "indices has entries in [0, 3] but they must lie in [0, 3) (rows of w, V = 3)"),
-    (np.ones((3, 2)), np.array([-1, 2]), ValueError, "indices has entries in [-1, 2] but they must lie in [0, 3)"),
-    (np.ones((3, 2)), np.array([0.0, 1.0]), TypeError, "indices must be a numpy.ndarray of integers, got dtype float64"),
-    (np.ones((3, 2)), [0, 1], TypeError, "indices must be a numpy.ndarray of integers, got list"),
-    (np.ones(3), np.array([0]), ValueError, "w has shape (3,) but a 2-d array (V, D) is expected"),
-    (np.ones((3, 2), int), np.array([0]), TypeError, "w has dtype int64 (shape (3, 2)) but float32 or float64"),
-])
-def test_embedding_rejects_bad_input(w, indices, error, message):
-    with pytest.raises(error) as raised:
-        embedding_forward(w, indices=indices)
-    assert message in str(raised.value)
-
-
-def test_embedding_backward_rejects_dout_of_another_shape():
-    _, cache = embedding_forward(np.ones((3, 2)), indices=np.array([[0, 1, 2]]))
-    with pytest.raises(ValueError, match=r"dout has shape \(3, 2\) but the forward output has shape \(1, 3, 2\)"):
-        embedding_backward(np.ones((3, 2)), cache)

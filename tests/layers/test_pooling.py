@@ -1,4 +1,6 @@
-"""Layer-specific cases for reference/pooling.py: small cases by hand, overlaps, ties, bad input."""
+"""Layer-specific cases for reference/pooling.py: small cases by hand, overlaps, ties, gaps.
+
+Bad input is declared on the Layers (``verification/specs/pooling.py``, ``errors=``)."""
 import jax
 import numpy as np
 import pytest
@@ -84,55 +86,9 @@ def test_global_avg_pool_spreads_dy_over_the_plane():
     assert dx.flags.writeable
 
 
-@pytest.mark.parametrize("forward, backward, hyper", [
-    (max_pool2d_forward, max_pool2d_backward, {"kernel": 3, "stride": 2}),
-    (avg_pool2d_forward, avg_pool2d_backward, {"kernel": 3, "stride": 2}),
-    (global_avg_pool_forward, global_avg_pool_backward, {}),
-])
-def test_pooling_keeps_float32(forward, backward, hyper):
-    x = np.random.default_rng(0).standard_normal((2, 3, 7, 5)).astype(np.float32)
-    y, cache = forward(x, **hyper)
-    (dx,) = backward(np.ones_like(y), cache)
-    assert (y.dtype, dx.dtype) == (np.float32, np.float32)
-
-
 @pytest.mark.parametrize("forward", [max_pool2d_forward, avg_pool2d_forward])
 def test_pooling_empty_batch(forward):
     y, cache = forward(np.zeros((0, 2, 4, 4)), kernel=2)
     backward = max_pool2d_backward if forward is max_pool2d_forward else avg_pool2d_backward
     (dx,) = backward(np.zeros(y.shape), cache)
     assert y.shape == (0, 2, 2, 2) and dx.shape == (0, 2, 4, 4)
-
-
-BAD_POOL = [
-    (np.ones((1, 1, 2, 5)), {"kernel": 3}, ValueError,
-     "x has shape (1, 1, 2, 5) but kernel is (3, 3): the window (3, 3) does not fit in the input's spatial size (2, 5)"),
-    (np.ones((1, 1, 4, 4)), {"kernel": 2, "stride": 0}, ValueError, "stride is 0 but must be at least 1"),
-    (np.ones((1, 1, 4, 4)), {"kernel": (2, 0)}, ValueError, "kernel[1] is 0 but must be at least 1"),
-    (np.ones((1, 1, 4, 4)), {"kernel": (2, 2, 2)}, ValueError,
-     "kernel is (2, 2, 2) but an int or a sequence of 2 ints (h, w) is expected"),
-    (np.ones((1, 4, 4)), {"kernel": 2}, ValueError, "x has shape (1, 4, 4) but a 4-d array (N, C, H, W) is expected"),
-    (np.ones((1, 1, 4, 4), int), {"kernel": 2}, TypeError, "x has dtype int64"),
-]
-
-
-@pytest.mark.parametrize("forward", [max_pool2d_forward, avg_pool2d_forward])
-@pytest.mark.parametrize("x, hyper, error, message", BAD_POOL, ids=range(len(BAD_POOL)))
-def test_pooling_rejects_bad_input(forward, x, hyper, error, message):
-    with pytest.raises(error) as raised:
-        forward(x, **hyper)
-    assert message in str(raised.value)
-
-
-def test_global_avg_pool_rejects_an_empty_plane():
-    with pytest.raises(ValueError, match=r"x has shape \(2, 3, 0, 4\) but global average pooling needs H >= 1"):
-        global_avg_pool_forward(np.ones((2, 3, 0, 4)))
-
-
-@pytest.mark.parametrize("forward, backward", [
-    (max_pool2d_forward, max_pool2d_backward), (avg_pool2d_forward, avg_pool2d_backward),
-])
-def test_pooling_backward_rejects_bad_dout(forward, backward):
-    _, cache = forward(np.ones((2, 3, 4, 4)), kernel=2)
-    with pytest.raises(ValueError, match=r"dout has shape \(2, 3, 4, 4\) but the forward output has shape \(2, 3, 2, 2\)"):
-        backward(np.ones((2, 3, 4, 4)), cache)

@@ -1,6 +1,7 @@
-"""Layer-specific cases for reference/regularisation.py (dropout): p = 1, an all-zero mask, bad input."""
+"""Layer-specific cases for reference/regularisation.py (dropout): p = 1, an all-zero mask, a 0-d x.
+
+Bad input is declared on the Layer (``verification/specs/regularisation.py``, ``errors=``)."""
 import numpy as np
-import pytest
 
 from reference.regularisation import dropout_backward, dropout_forward
 
@@ -30,14 +31,6 @@ def test_dropout_with_an_all_zero_mask_passes_nothing():
     assert not out.any() and not dx.any()
 
 
-def test_dropout_keeps_float32_with_a_float64_mask():
-    x = np.ones((2, 2), np.float32)
-    out, cache = dropout_forward(x, mask=np.array([[1.0, 0.0], [1.0, 1.0]]), p=0.25)
-    (dx,) = dropout_backward(np.ones_like(out), cache)
-    assert out.dtype == dx.dtype == np.float32
-    np.testing.assert_array_equal(dx, np.array([[4, 0], [4, 4]], np.float32))
-
-
 def test_dropout_backward_uses_the_mask_of_the_forward_not_the_callers_array():
     x, mask = np.ones(4), np.array([1.0, 0.0, 1.0, 0.0])
     _, cache = dropout_forward(x, mask=mask, p=0.5)
@@ -45,23 +38,10 @@ def test_dropout_backward_uses_the_mask_of_the_forward_not_the_callers_array():
     np.testing.assert_array_equal(dropout_backward(np.ones(4), cache)[0], [2.0, 0.0, 2.0, 0.0])
 
 
-@pytest.mark.parametrize("mask, p, error, message", [
-    (np.array([1.0, 0.5]), 0.5, ValueError,
-     "mask (shape (2,)) has an entry 0.5 that is neither 0 nor 1: a dropout mask keeps (1) or drops (0)"),
-    (np.array([1.0, np.nan]), 0.5, ValueError, "has an entry nan that is neither 0 nor 1"),
-    (np.ones(3), 0.5, ValueError, "mask has shape (3,) but x has shape (2,): they must have the same shape"),
-    (np.array([True, False]), 0.5, TypeError, "mask has dtype bool (shape (2,)) but float32 or float64"),
-    (np.ones(2), 0.0, ValueError, "p is 0.0 but must lie in (0.0, 1.0]"),
-    (np.ones(2), 1.5, ValueError, "p is 1.5 but must lie in (0.0, 1.0]"),
-    (np.ones(2), "0.5", TypeError, "p must be a real number, got str '0.5'"),
-])
-def test_dropout_rejects_bad_input(mask, p, error, message):
-    with pytest.raises(error) as raised:
-        dropout_forward(np.ones(2), mask=mask, p=p)
-    assert message in str(raised.value)
-
-
-def test_dropout_backward_rejects_dout_of_another_shape():
-    _, cache = dropout_forward(np.ones((2, 3)), mask=np.ones((2, 3)), p=0.5)
-    with pytest.raises(ValueError, match=r"dout has shape \(3, 2\) but the forward output has shape \(2, 3\)"):
-        dropout_backward(np.ones((3, 2)), cache)
+def test_dropout_of_a_0d_x_returns_arrays_not_scalars():
+    """A ufunc on 0-d arrays returns a NumPy scalar; out, the cached scale and dx stay arrays."""
+    out, cache = dropout_forward(np.array(3.0), mask=np.array(1.0), p=0.5)
+    (dx,) = dropout_backward(np.array(2.0), cache)
+    for result in (out, cache.scale, dx):
+        assert isinstance(result, np.ndarray) and result.shape == ()
+    assert (out, dx) == (6.0, 4.0)

@@ -2,22 +2,26 @@
 
 Written as ``jnp.take(w, indices, axis=0)``, whose pullback JAX derives itself (a
 scatter-add). The indices are a hyperparameter (traced: new indices do not recompile).
-Repeated indices are what a wrong backward gets wrong, so the menu draws them on purpose:
-two of its cases have more indices than rows (repeats by pigeonhole), one a single row.
+
+The input space: indices of rank 0-3 (a single index, a sequence, (N, T) captions, a
+batch of those), the leading axis 0-4 long and the others 1-4; D 1-5; V 1-8, or, on about
+half the draws, at most a third of the number of indices, so that by pigeonhole some row
+is read three times or more (repeated indices are what a wrong backward gets wrong).
 """
 from __future__ import annotations
+
+import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
 from reference import embedding as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
+from verification.space import Space
+from verification.specs.conv import rarely_zero
 from verification.strategies import arrays, indices
-
-# ((V, D), indices' shape): 8 indices into 3 rows, 4 into 5 (repeats by chance), 3 into a
-# single row (all repeats), an empty (0, 3) batch, and a 0-d index (out is one row, (D,)).
-EMBEDDING_SHAPES = (((3, 2), (2, 4)), ((5, 3), (4,)), ((1, 1), (3,)), ((4, 2), (0, 3)), ((2, 3), ()))
 
 
 def jax_embedding(w, *, indices):
@@ -25,9 +29,54 @@ def jax_embedding(w, *, indices):
 
 
 @st.composite
-def embedding_inputs(draw):
-    (vocab, dim), index_shape = draw(st.sampled_from(EMBEDDING_SHAPES))
-    return (draw(arrays((vocab, dim))),), {"indices": draw(indices(index_shape, vocab))}
+def embedding_configs(draw):
+    rank = draw(rarely_zero(3))
+    shape = tuple(draw(rarely_zero(4) if axis == 0 else st.integers(1, 4)) for axis in range(rank))
+    count = math.prod(shape)
+    # crowded: at most count // 3 rows, so some row is read three times or more
+    crowded = count >= 3 and draw(st.booleans())
+    vocab = draw(st.integers(1, count // 3 if crowded else 8))
+    return {"V": vocab, "D": draw(st.integers(1, 5)), "indices": shape}
+
+
+def embedding_values(config):
+    vocab, dim, shape = config["V"], config["D"], config["indices"]
+    return st.tuples(arrays((vocab, dim)), indices(shape, vocab)).map(
+        lambda drawn: ((drawn[0],), {"indices": drawn[1]}))
+
+
+EMBEDDING_EDGES = (
+    # 8 indices into 3 rows: repeats by pigeonhole, some three times
+    {"V": 3, "D": 2, "indices": (2, 4)},
+    # 4 indices into 5 rows (repeats by chance) and rows never read
+    {"V": 5, "D": 3, "indices": (4,)},
+    # a single row, read by every index
+    {"V": 1, "D": 1, "indices": (3,)},
+    # an empty (0, 3) batch: dw is all zeros
+    {"V": 4, "D": 2, "indices": (0, 3)},
+    # a 0-d index: out is one row, (D,)
+    {"V": 2, "D": 3, "indices": ()},
+    # (N, T, U) indices of rank 3, into 2 rows
+    {"V": 2, "D": 2, "indices": (2, 2, 3)},
+    # square: V = D and as many indices, where a transposed dw keeps its shape
+    {"V": 3, "D": 3, "indices": (3,)},
+)
+
+EMBEDDING_ERRORS = tuple(ErrorCase(description, (w,), {"indices": idx}, error, re.escape(message)) for
+                         description, w, idx, error, message in (
+    ("an index past the last row", np.ones((3, 2)), np.array([0, 3]), ValueError,
+     "indices has entries in [0, 3] but they must lie in [0, 3) (rows of w, V = 3)"),
+    ("a negative index", np.ones((3, 2)), np.array([-1, 2]), ValueError,
+     "indices has entries in [-1, 2] but they must lie in [0, 3) (rows of w, V = 3)"),
+    ("float indices", np.ones((3, 2)), np.array([0.0, 1.0]), TypeError,
+     "indices must be a numpy.ndarray of integers, got dtype float64"),
+    ("a list of indices", np.ones((3, 2)), [0, 1], TypeError, "indices must be a numpy.ndarray of integers, got list"),
+    ("w is 1-d", np.ones(3), np.array([0]), ValueError, "w has shape (3,) but a 2-d array (V, D) is expected"),
+    ("integer w", np.ones((3, 2), np.int64), np.array([0]), TypeError,
+     "w has dtype int64 (shape (3, 2)) but float32 or float64 is expected"),
+    ("float16", np.ones((3, 2), np.float16), np.array([0]), TypeError,
+     "w has dtype float16 (shape (3, 2)) but float32 or float64 is expected"),
+))
 
 
 def embedding_bench(rng, vocab=50_000, dim=512, index_shape=(64, 128)):
@@ -36,7 +85,8 @@ def embedding_bench(rng, vocab=50_000, dim=512, index_shape=(64, 128)):
 
 
 embedding = Layer("embedding", ref.embedding_forward, ref.embedding_backward, jax_embedding,
-                  embedding_inputs(), hints=Hints(linear_in=(0,)), bench=embedding_bench)
+                  Space(embedding_configs(), embedding_values, edges=EMBEDDING_EDGES), hints=Hints(linear_in=(0,)),
+                  errors=EMBEDDING_ERRORS, bench=embedding_bench)
 
 
 def _embedding_backward_loops(dout, cache):

@@ -3,23 +3,26 @@
 The specifications are written independently of the NumPy code: ``linear`` as an einsum,
 ``affine`` as a tensordot over all of x's trailing axes (no flattening), so the NumPy
 forward's reshape is checked too.
+
+The input spaces: ``linear`` N 0-8, D 1-8, M 1-8; ``affine`` N 0-6, x of rank 2-4 with
+trailing dimensions 1-4 each, M 1-6. Every size shrinks toward 1 (N toward 0, then 1);
+the edges hold the square case, an empty batch, all ones and contraction lengths of 1.
 """
 from __future__ import annotations
+
+import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
 from reference import linear as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
+from verification.space import Space
+from verification.specs.conv import rarely_zero
 from verification.strategies import arrays_of
 from verification.tolerance import multilinear_magnitude
-
-# (N, D, M): an empty batch, all-ones, a square case (where a missing transpose still
-# has the right shape) and contraction lengths 1 and 6.
-LINEAR_SHAPES = ((2, 3, 4), (3, 3, 3), (0, 3, 2), (1, 1, 1), (4, 1, 3), (2, 6, 1))
-# (N, (d1, ..., dk), M): x of rank 2 to 4, including an empty batch and all-ones.
-AFFINE_SHAPES = ((2, (3,), 4), (2, (2, 3), 3), (3, (2, 1, 2), 2), (0, (2, 2), 2), (1, (1, 1), 1))
 
 
 def jax_linear(x, w):
@@ -32,15 +35,87 @@ def jax_affine(x, w, b):
 
 
 @st.composite
-def linear_inputs(draw):
-    n, d, m = draw(st.sampled_from(LINEAR_SHAPES))
-    return draw(arrays_of((n, d), (d, m))), {}
+def linear_configs(draw):
+    return {"N": draw(rarely_zero(8)), "D": draw(st.integers(1, 8)), "M": draw(st.integers(1, 8))}
+
+
+def linear_values(config):
+    n, d, m = config["N"], config["D"], config["M"]
+    return arrays_of((n, d), (d, m)).map(lambda arrays: (arrays, {}))
 
 
 @st.composite
-def affine_inputs(draw):
-    n, features, m = draw(st.sampled_from(AFFINE_SHAPES))
-    return draw(arrays_of((n, *features), (int(np.prod(features)), m), (m,))), {}
+def affine_configs(draw):
+    n = draw(rarely_zero(6))
+    rank = draw(st.integers(1, 3))
+    return {"N": n, "features": tuple(draw(st.integers(1, 4)) for _ in range(rank)), "M": draw(st.integers(1, 6))}
+
+
+def affine_values(config):
+    n, features, m = config["N"], config["features"], config["M"]
+    return arrays_of((n, *features), (math.prod(features), m), (m,)).map(lambda arrays: (arrays, {}))
+
+
+LINEAR_EDGES = (
+    {"N": 2, "D": 3, "M": 4},
+    # square: a missing transpose still has the right shape
+    {"N": 3, "D": 3, "M": 3},
+    # an empty batch
+    {"N": 0, "D": 3, "M": 2},
+    # all ones
+    {"N": 1, "D": 1, "M": 1},
+    # a contraction of length 1: dW = X^T dY is an outer product
+    {"N": 4, "D": 1, "M": 3},
+    # one output: dX = dY W^T is a column times a row
+    {"N": 2, "D": 6, "M": 1},
+)
+AFFINE_EDGES = (
+    {"N": 2, "features": (3,), "M": 4},
+    # x of rank 3 and 4: dX must be reshaped back
+    {"N": 2, "features": (2, 3), "M": 3},
+    {"N": 3, "features": (2, 1, 2), "M": 2},
+    # an empty batch
+    {"N": 0, "features": (2, 2), "M": 2},
+    # all ones, N = 1 (where db could be dY itself)
+    {"N": 1, "features": (1, 1), "M": 1},
+    # square: N = D = M
+    {"N": 3, "features": (3,), "M": 3},
+)
+
+
+def _error(description, arrays, error, message):
+    return ErrorCase(description, arrays, {}, error, re.escape(message))
+
+
+LINEAR_ERRORS = (
+    _error("inner dimensions disagree", (np.ones((3, 4)), np.ones((5, 2))), ValueError,
+           "w has shape (5, 2) but x has shape (3, 4): w.shape[0] must equal x.shape[1] = 4"),
+    _error("x is 1-d", (np.ones(4), np.ones((4, 2))), ValueError,
+           "x has shape (4,) but a 2-d array (N, D) is expected"),
+    _error("w is 3-d", (np.ones((3, 4)), np.ones((4, 2, 1))), ValueError,
+           "w has shape (4, 2, 1) but a 2-d array (D, M) is expected"),
+    _error("integer x", (np.ones((3, 4), np.int64), np.ones((4, 2))), TypeError,
+           "x has dtype int64 (shape (3, 4)) but float32 or float64 is expected"),
+    _error("a list for x", ([[1.0, 2.0]], np.ones((2, 2))), TypeError, "x must be a numpy.ndarray of floats, got list"),
+    _error("mixed precision", (np.ones((3, 4), np.float32), np.ones((4, 2))), TypeError,
+           "w has dtype float64 but x has dtype float32: both must have the same floating dtype"),
+    _error("float16", (np.ones((3, 4), np.float16), np.ones((4, 2), np.float16)), TypeError,
+           "x has dtype float16 (shape (3, 4)) but float32 or float64 is expected"),
+)
+AFFINE_ERRORS = (
+    _error("w does not match x's features", (np.ones((2, 3, 4)), np.ones((7, 5)), np.ones(5)), ValueError,
+           "w has shape (7, 5) but x has shape (2, 3, 4): w.shape[0] must equal the product of x.shape[1:] = 12"),
+    _error("b does not match M", (np.ones((2, 3)), np.ones((3, 5)), np.ones(4)), ValueError,
+           "b has shape (4,) but w has shape (3, 5): b.shape[0] must equal w.shape[1] = 5"),
+    _error("b is 2-d", (np.ones((2, 3)), np.ones((3, 5)), np.ones((1, 5))), ValueError,
+           "b has shape (1, 5) but a 1-d array (M,) is expected"),
+    _error("x is 1-d", (np.ones(3), np.ones((3, 5)), np.ones(5)), ValueError,
+           "x has shape (3,) but an array of at least 2 dimensions (N, d1, ..., dk) is expected"),
+    _error("b of another precision", (np.ones((2, 3)), np.ones((3, 5)), np.ones(5, np.float32)), TypeError,
+           "b has dtype float32 but x has dtype float64: both must have the same floating dtype"),
+    _error("float16", (np.ones((2, 3), np.float16), np.ones((3, 5), np.float16), np.ones(5, np.float16)), TypeError,
+           "x has dtype float16 (shape (2, 3)) but float32 or float64 is expected"),
+)
 
 
 def linear_bench(rng, n=64, d=4096, m=4096):
@@ -55,10 +130,12 @@ def affine_bench(rng, n=128, features=(64, 8, 8), m=1024):
                      {}, flops=4.0 * n * d * m + n * m)
 
 
-linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear, linear_inputs(),
-               magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1)), bench=linear_bench)
-affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine, affine_inputs(),
-               magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1, 2)), bench=affine_bench)
+linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear,
+               Space(linear_configs(), linear_values, edges=LINEAR_EDGES), magnitude=multilinear_magnitude,
+               hints=Hints(per_example=True, linear_in=(0, 1)), errors=LINEAR_ERRORS, bench=linear_bench)
+affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine,
+               Space(affine_configs(), affine_values, edges=AFFINE_EDGES), magnitude=multilinear_magnitude,
+               hints=Hints(per_example=True, linear_in=(0, 1, 2)), errors=AFFINE_ERRORS, bench=affine_bench)
 
 
 # Correct variants: other ways to write the same derivative, which the verifier must accept.

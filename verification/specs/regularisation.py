@@ -1,21 +1,28 @@
 """JAX specification of inverted dropout (``reference/regularisation.py``).
 
 Written as a selection, ``jnp.where(mask != 0, x / p, 0)``, not as the NumPy product
-x * (mask / p). The mask and p are hyperparameters (traced: new masks do not recompile);
-the menu has an empty batch, a single unit, and p = 1 (the identity) is drawn on purpose.
+x * (mask / p). The mask and p are hyperparameters (traced: new masks do not recompile).
+
+The input space: x of any rank 0-4, each axis 0-8 long (the first; the others 1-8) and
+at most 64 entries; p in [1e-3, 1], exactly 1 (the identity) on many draws; the mask
+mixed, all kept or all dropped.
 """
 from __future__ import annotations
+
+import math
+import re
 
 import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 
 from reference import regularisation as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
-from verification.strategies import arrays, choices
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
+from verification.space import Space
+from verification.specs.conv import rarely_zero
+from verification.strategies import arrays, choices, floats
 
-# x's shape: a batch of vectors, an empty batch, a single unit, a batch of feature maps.
-DROPOUT_SHAPES = ((2, 3), (0, 4), (1, 1), (3, 2, 2))
+MAX_ELEMENTS = 64
 
 
 def jax_dropout(x, *, mask, p):
@@ -23,11 +30,52 @@ def jax_dropout(x, *, mask, p):
 
 
 @st.composite
-def dropout_inputs(draw):
-    shape = draw(st.sampled_from(DROPOUT_SHAPES))
-    mask = draw(choices(shape, (1.0, 0.0)))
-    p = draw(st.one_of(st.just(1.0), st.floats(0.05, 1.0)))
-    return (draw(arrays(shape)),), {"mask": mask, "p": p}
+def dropout_configs(draw):
+    shape = []
+    for axis in range(draw(rarely_zero(4))):
+        room = MAX_ELEMENTS // max(math.prod(shape), 1)
+        shape.append(draw(rarely_zero(min(8, room)) if axis == 0 else st.integers(1, min(8, room))))
+    return {"shape": tuple(shape)}
+
+
+def dropout_values(config):
+    shape = config["shape"]
+    masks = st.one_of(choices(shape, (1.0, 0.0)), st.just(shape).map(np.ones), st.just(shape).map(np.zeros))
+    p = st.one_of(st.just(1.0), floats(1e-3, 1.0))
+    return st.tuples(arrays(shape), masks, p).map(lambda drawn: ((drawn[0],), {"mask": drawn[1], "p": drawn[2]}))
+
+
+DROPOUT_EDGES = (
+    # a batch of vectors
+    {"shape": (2, 3)},
+    # an empty batch
+    {"shape": (0, 4)},
+    # a single unit
+    {"shape": (1, 1)},
+    # a batch of feature maps
+    {"shape": (3, 2, 2)},
+    # a 0-d x: one unit, no batch axis
+    {"shape": ()},
+    # rank 4, (N, C, H, W)
+    {"shape": (2, 2, 2, 2)},
+)
+
+DROPOUT_ERRORS = tuple(ErrorCase(description, (x,), {"mask": mask, "p": p}, error, re.escape(message)) for
+                       description, x, mask, p, error, message in (
+    ("a mask entry of 0.5", np.ones(2), np.array([1.0, 0.5]), 0.5, ValueError,
+     "mask (shape (2,)) has an entry 0.5 that is neither 0 nor 1: a dropout mask keeps (1) or drops (0) each unit"),
+    ("a NaN in the mask", np.ones(2), np.array([1.0, np.nan]), 0.5, ValueError,
+     "mask (shape (2,)) has an entry nan that is neither 0 nor 1"),
+    ("a mask of another shape", np.ones(2), np.ones(3), 0.5, ValueError,
+     "mask has shape (3,) but x has shape (2,): they must have the same shape"),
+    ("a boolean mask", np.ones(2), np.array([True, False]), 0.5, TypeError,
+     "mask has dtype bool (shape (2,)) but float32 or float64 is expected"),
+    ("p = 0", np.ones(2), np.ones(2), 0.0, ValueError, "p is 0.0 but must lie in (0.0, 1.0]"),
+    ("p > 1", np.ones(2), np.ones(2), 1.5, ValueError, "p is 1.5 but must lie in (0.0, 1.0]"),
+    ("p as a string", np.ones(2), np.ones(2), "0.5", TypeError, "p must be a real number, got str '0.5'"),
+    ("float16", np.ones(2, np.float16), np.ones(2), 0.5, TypeError,
+     "x has dtype float16 (shape (2,)) but float32 or float64 is expected"),
+))
 
 
 def dropout_bench(rng, shape=(256, 4096), p=0.8):
@@ -36,8 +84,9 @@ def dropout_bench(rng, shape=(256, 4096), p=0.8):
     return BenchCase((rng.standard_normal(shape),), {"mask": mask, "p": p})
 
 
-dropout = Layer("dropout", ref.dropout_forward, ref.dropout_backward, jax_dropout, dropout_inputs(),
-                hints=Hints(per_example=True, linear_in=(0,)), bench=dropout_bench)
+dropout = Layer("dropout", ref.dropout_forward, ref.dropout_backward, jax_dropout,
+                Space(dropout_configs(), dropout_values, edges=DROPOUT_EDGES),
+                hints=Hints(per_example=True, linear_in=(0,)), errors=DROPOUT_ERRORS, bench=dropout_bench)
 
 
 def _dropout_backward_loops(dout, cache):
