@@ -23,10 +23,27 @@ def mutant_reports(tmp_path_factory):
     saved = os.environ.get("BACKPROP_REPRO_DIR")
     os.environ["BACKPROP_REPRO_DIR"] = str(folder)
     try:
-        return {m.key: check_layer(m.apply(LAYERS[m.layer]), max_examples=MUTANT_EXAMPLES, seed=0, shrink=False)
-                for m in MUTANTS}
+        reports = {}
+        for m in sorted(MUTANTS, key=lambda m: m.layer):  # a layer's mutants share its compiled programs
+            reports[m.key] = check_layer(m.apply(LAYERS[m.layer]), max_examples=MUTANT_EXAMPLES, seed=0, shrink=False)
+        return reports
     finally:
         if saved is None:
             os.environ.pop("BACKPROP_REPRO_DIR", None)
         else:
             os.environ["BACKPROP_REPRO_DIR"] = saved
+
+
+RESIDENT_LIMIT = 2 * 2**30
+"""Compiled oracle programs pile up over the suite (2-4 MiB per configuration): past this much
+resident memory they are dropped (recompiling costs less than swapping on a 24 GiB machine)."""
+
+
+@pytest.fixture(autouse=True)
+def _bounded_compile_cache():
+    yield
+    pages = int(open("/proc/self/statm").read().split()[1])
+    if pages * os.sysconf("SC_PAGE_SIZE") > RESIDENT_LIMIT:
+        from verification.oracles import forget
+
+        forget()

@@ -26,7 +26,7 @@ from .catalogue import LAYERS, MUTANTS, VARIANTS
 from .checks import CHECKS
 from .layer import LayerDefinitionError
 from .locate import LocatorError, load
-from .oracles import format_bytes
+from .oracles import forget, format_bytes
 from .report import kill_matrix, summary_table, table
 from .runner import DTYPES, REQUIRE, LayerReport, check_layer
 from .seedscale import SEED_SHAPE, jacobian_costs, seed_scale_case
@@ -142,9 +142,16 @@ def _replacements():
 SEED_SCALE = "seed-scale"
 
 
+_last_layer: list[str] = []  # the catalogue layer this process checked last
+
+
 def _check(task, max_examples, dtypes, require):
     """One unit of work, by name, so that it can run in another process: (locator, layer name, seed)."""
     locator, name, seed = task
+    base = (name or "").split("[")[0]
+    if _last_layer and _last_layer[0] != base:  # its mutants and seeds reuse a layer's programs; others do not
+        forget()
+    _last_layer[:] = [base]
     started = time.perf_counter()
     if locator == SEED_SCALE:
         report, _ = seed_scale_case(seed=seed)

@@ -5,7 +5,8 @@ For an example (arrays, hyper, cotangents dY and dY2, a tangent t_k per input) o
 
 * the output of ``jax_forward`` (a tuple of arrays for a layer with several outputs);
 * the ``jax.vjp`` pullbacks of dY and dY2 (reverse-mode AD);
-* <dY, J_k t_k> for each input k from ``jax.jvp`` (forward-mode AD, the adjoint identity);
+* <dY, J t> from one ``jax.jvp`` along a random tangent of every input (forward-mode AD, the
+  adjoint identity: it must equal sum_k <grad_k, t_k>);
 * optionally ``jax.jacobian`` of the forward contracted with dY, sum_ij dY_ij dY_ij/dtheta:
   the explicit chain rule (only when it fits the memory budget);
 * the error magnitudes the tolerance policy scales by (``verification.tolerance``): the
@@ -92,7 +93,7 @@ class OracleResult(NamedTuple):
     outs: tuple[np.ndarray, ...]
     vjp: tuple[np.ndarray, ...]  # pullback of dY, per input
     vjp2: tuple[np.ndarray, ...]  # pullback of dY2, per input
-    jvp: tuple[float, ...]  # <dY, J_k t_k> per input
+    jvp: float  # <dY, J t> = sum_k <dY, J_k t_k>: forward mode along all the tangents at once
     jacobian: tuple[np.ndarray, ...] | None  # J^T dY per input; None when not computed
     out_scales: tuple[np.ndarray, ...] | None  # magnitudes (None: the tolerance falls back)
     grad_scales: tuple[np.ndarray, ...] | None  # for dY
@@ -156,10 +157,8 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
         outs = leaves(out)
         dout, dout2 = _structured(douts, several), _structured(douts2, several)
         vjp, vjp2 = pullback(dout), pullback(dout2)
-        jvp = tuple(
-            sum(jnp.vdot(d, o) for d, o in zip(douts, leaves(
-                jax.jvp(lambda a_k, k=k: f(*arrays[:k], a_k, *arrays[k + 1:]), (arrays[k],), (tangents[k],))[1])))
-            for k in range(len(arrays)))
+        # forward mode along every input's tangent at once: one pass, whatever the number of inputs
+        jvp = sum(jnp.vdot(d, o) for d, o in zip(douts, leaves(jax.jvp(f, tuple(arrays), tuple(tangents))[1])))
         result = {"outs": outs, "vjp": vjp, "vjp2": vjp2, "jvp": jvp}
         if with_jacobian:
             jacobians = jax.jacobian(flat, argnums=tuple(range(len(arrays))))(*arrays)
@@ -180,6 +179,13 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
         return result
 
     return jax.jit(oracle, compiler_options=ORACLE_COMPILER_OPTIONS)
+
+
+def forget() -> None:
+    """Drop every compiled oracle program. A process that checks layer after layer would
+    otherwise hold them all (2-4 MiB per configuration: a whole catalogue run, gigabytes)."""
+    _compiled.cache_clear()
+    jax.clear_caches()
 
 
 def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=True,
@@ -211,7 +217,7 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
 
     source = "magnitude" if layer.magnitude is not None else "jacobian" if "grad_scales" in raw else ""
     return OracleResult(
-        outs=outs, vjp=arrays_of("vjp"), vjp2=arrays_of("vjp2"), jvp=tuple(float(v) for v in raw["jvp"]),
+        outs=outs, vjp=arrays_of("vjp"), vjp2=arrays_of("vjp2"), jvp=float(raw["jvp"]),
         jacobian=arrays_of("jacobian"), out_scales=arrays_of("out_scales"), grad_scales=arrays_of("grad_scales"),
         grad_scales2=arrays_of("grad_scales2"), out_underflow=arrays_of("out_underflow"),
         grad_underflow=arrays_of("grad_underflow"), scale_source=source)

@@ -192,6 +192,13 @@ def distinct_arrays(draw, shape, step: float = 2.0 ** -7, bound: float = VALUE_B
     return (step * (size * coarse + fine)).reshape(shape)
 
 
+def rarely_zero(high: int) -> st.SearchStrategy[int]:
+    """An int in 0 .. high that shrinks toward 0, then 1, but is 0 on few draws (hypothesis
+    draws a range's lower end often): an empty batch or a 0-d array, which the edges hold
+    anyway, exercises little but the shapes."""
+    return st.integers(0, 3 * high).map(lambda v: -(-v // 3))
+
+
 def arrays_of(*shapes, low: float = -VALUE_BOUND, high: float = VALUE_BOUND) -> st.SearchStrategy[tuple]:
     """A tuple of independent arrays, one per shape."""
     return st.tuples(*(arrays(s, low=low, high=high) for s in shapes))

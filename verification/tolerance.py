@@ -181,3 +181,17 @@ def multilinear_magnitude(f, arrays, hyper, dout):
     abs_arrays = tuple(jnp.abs(a) for a in arrays)
     out, pullback = jax.vjp(f, *abs_arrays)
     return out, pullback(jax.tree_util.tree_map(jnp.abs, dout))
+
+
+def nonnegative_magnitude(f, arrays, hyper, dout):
+    """The exact magnitude for a forward whose Jacobian has no negative entry (max pooling,
+    dropout, an embedding lookup): the pullback of |dY| at x is then |J|^T |dY| itself, and
+    |out| + J |x| (one jvp) is the output's |out| + sum_k |J_k| |a_k|. No Jacobian is built,
+    so it costs one light program at any size."""
+    import jax
+    import jax.numpy as jnp
+
+    out, pullback = jax.vjp(f, *arrays)
+    _, moved = jax.jvp(f, tuple(arrays), tuple(jnp.abs(a) for a in arrays))
+    out_scale = jax.tree_util.tree_map(lambda o, m: jnp.abs(o) + jnp.abs(m), out, moved)
+    return out_scale, pullback(jax.tree_util.tree_map(jnp.abs, dout))

@@ -30,7 +30,7 @@ from jax import lax
 from reference import conv as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
-from verification.strategies import arrays_of
+from verification.strategies import arrays_of, rarely_zero
 from verification.tolerance import multilinear_magnitude
 
 JACOBIAN_ENTRIES = 40_000
@@ -89,13 +89,6 @@ def _out(spatial, kernel, stride, padding, dilation):
 def _largest(fits, low: int, high: int) -> int:
     """The largest v in low .. high with fits(v); low when there is none."""
     return next((v for v in range(high, low - 1, -1) if fits(v)), low)
-
-
-def rarely_zero(high: int) -> st.SearchStrategy[int]:
-    """An int in 0 .. high that shrinks toward 0, then 1, but is 0 on few draws (hypothesis
-    draws a range's lower end often): an empty batch or a 0-d array, which the edges hold
-    anyway, exercises little but the shapes."""
-    return st.integers(0, 3 * high).map(lambda v: -(-v // 3))
 
 
 @st.composite
@@ -459,9 +452,9 @@ def _db_first_position(dout, cache):
 
 MUTANTS = (
     Mutant("conv2d", "kernel_not_flipped", "dx correlates dy with the kernel as is, not flipped",
-           _wrong_dx(kernel=_unflipped), bug='formula'),
+           _wrong_dx(kernel=_unflipped), bug='transpose'),
     Mutant("conv2d", "stride_ignored_in_dx", "dy is not dilated by the stride before the transposed convolution",
-           _wrong_dx(stride=(1, 1)), bug='formula'),
+           _wrong_dx(stride=(1, 1)), bug='transpose'),
     Mutant("conv2d", "dilation_ignored_in_dx", "the transposed convolution uses dilation 1",
            _wrong_dx(dilation=(1, 1)), bug='formula'),
     Mutant("conv2d", "pad_slicing", "crops dx_padded[:, :, p:-p, p:-p], which is empty for p = 0 (CS231n)",
@@ -471,9 +464,9 @@ MUTANTS = (
     Mutant("conv2d", "dw_reshaped_not_transposed", "dw built as (C/G KH KW, F/G) and reshaped to (F, C/G, KH, KW)",
            _dw_reshaped_not_transposed, bug='transpose'),
     Mutant("conv2d", "db_first_position", "db sums dy over the batch at the first output position only",
-           _db_first_position, bug='partial'),
+           _db_first_position, bug='formula'),
     Mutant("conv1d", "kernel_not_flipped", "dx correlates dy with the kernel as is, not flipped",
-           _wrong_dx(kernel=_unflipped), bug='formula'),
+           _wrong_dx(kernel=_unflipped), bug='transpose'),
     Mutant("conv1d", "pad_slicing", "crops dx_padded[:, :, p:-p], which is empty for p = 0 (CS231n)",
            _wrong_dx(crop=_cs231n_crop), bug='partial'),
 )

@@ -22,6 +22,7 @@ from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Varia
 from verification.space import Space
 from verification.specs.conv import rarely_zero
 from verification.strategies import arrays, indices
+from verification.tolerance import nonnegative_magnitude
 
 
 def jax_embedding(w, *, indices):
@@ -85,7 +86,8 @@ def embedding_bench(rng, vocab=50_000, dim=512, index_shape=(64, 128)):
 
 
 embedding = Layer("embedding", ref.embedding_forward, ref.embedding_backward, jax_embedding,
-                  Space(embedding_configs(), embedding_values, edges=EMBEDDING_EDGES), hints=Hints(linear_in=(0,)),
+                  Space(embedding_configs(), embedding_values, edges=EMBEDDING_EDGES), magnitude=nonnegative_magnitude,
+                  hints=Hints(linear_in=(0,)),
                   errors=EMBEDDING_ERRORS, bench=embedding_bench)
 
 

@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from reference import linear as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
-from verification.specs.conv import rarely_zero
-from verification.strategies import arrays_of
+from verification.strategies import arrays_of, rarely_zero
 from verification.tolerance import multilinear_magnitude
 
 

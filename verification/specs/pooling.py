@@ -32,9 +32,8 @@ from jax import lax
 from reference import pooling as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
-from verification.specs.conv import rarely_zero
-from verification.strategies import arrays, distinct_arrays
-from verification.tolerance import multilinear_magnitude
+from verification.strategies import arrays, distinct_arrays, rarely_zero
+from verification.tolerance import multilinear_magnitude, nonnegative_magnitude
 
 TIE_FREE_STEP = 2.0 ** -7
 """The smallest gap between two entries of max pooling's inputs (see the module docstring)."""
@@ -203,8 +202,8 @@ GLOBAL_POOL_ERRORS = (
 
 
 max_pool2d = Layer("max_pool2d", ref.max_pool2d_forward, ref.max_pool2d_backward, jax_max_pool2d,
-                   Space(pool_configs(), max_pool_values, edges=POOL_EDGES),
-                   hints=Hints(per_example=True, linear_in=()), errors=_window_errors(),
+                   Space(pool_configs(), max_pool_values, edges=POOL_EDGES), magnitude=nonnegative_magnitude,
+                   hints=Hints(per_example=True), errors=_window_errors(),
                    bench=pool_bench(kernel=2, stride=2))
 avg_pool2d = Layer("avg_pool2d", ref.avg_pool2d_forward, ref.avg_pool2d_backward, jax_avg_pool2d,
                    Space(pool_configs(), avg_pool_values, edges=POOL_EDGES), magnitude=multilinear_magnitude,
@@ -380,16 +379,16 @@ MUTANTS = (
     Mutant("max_pool2d", "offset_transposed", "the winner's offset decoded as (a % KW, a // KW), row and column swapped",
            _max_routed(lambda i, a, k, s: i * s[0] + a % k[1], lambda j, a, k, s: j * s[1] + a // k[1]), bug='transpose'),
     Mutant("max_pool2d", "stride_ignored", "the winner placed at row i + kh, as if the stride were 1",
-           _max_routed(lambda i, a, k, s: i + a // k[1], _col), bug='formula'),
+           _max_routed(lambda i, a, k, s: i + a // k[1], _col), bug='transpose'),
     Mutant("max_pool2d", "planes_mixed", "the flat index takes plane c*N + n for n*C + c: dy lands in the wrong plane",
-           _max_planes_mixed, bug='batch_mixing'),
+           _max_planes_mixed, bug='transpose'),
     Mutant("max_pool2d", "overlaps_assigned", "dx[winner] = dy instead of +=: overlapping windows overwrite",
            _max_routed(_row, _col, accumulate=False), bug='partial'),
     Mutant("avg_pool2d", "missing_scale", "dy spread to the window without the 1/(KH KW)", _avg_with(scale=False), bug='factor'),
     Mutant("avg_pool2d", "stride_ignored", "windows taken at stride 1 in the backward",
            _avg_with(stride_of=lambda s, k: (1, 1)), bug='formula'),
     Mutant("avg_pool2d", "kernel_axes_swapped", "the backward's windows are KW x KH",
-           _avg_with(kernel_of=lambda k: k[::-1]), bug='transpose'),
+           _avg_with(kernel_of=lambda k: k[::-1]), bug='formula'),
     Mutant("global_avg_pool", "missing_scale", "dx = dy broadcast, without the 1/(H W)",
            lambda dout, c: (np.broadcast_to(dout[:, :, None, None], c.x.shape).copy(),), bug='factor'),
     Mutant("global_avg_pool", "height_only", "dx = dy / H: the mean taken over the rows only",

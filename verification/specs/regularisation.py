@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from reference import regularisation as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
-from verification.specs.conv import rarely_zero
-from verification.strategies import arrays, choices, floats
+from verification.strategies import arrays, choices, floats, rarely_zero
+from verification.tolerance import nonnegative_magnitude
 
 MAX_ELEMENTS = 64
 
@@ -85,7 +85,7 @@ def dropout_bench(rng, shape=(256, 4096), p=0.8):
 
 
 dropout = Layer("dropout", ref.dropout_forward, ref.dropout_backward, jax_dropout,
-                Space(dropout_configs(), dropout_values, edges=DROPOUT_EDGES),
+                Space(dropout_configs(), dropout_values, edges=DROPOUT_EDGES), magnitude=nonnegative_magnitude,
                 hints=Hints(per_example=True, linear_in=(0,)), errors=DROPOUT_ERRORS, bench=dropout_bench)
 
 
