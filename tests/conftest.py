@@ -23,8 +23,13 @@ def mutant_reports(tmp_path_factory):
     saved = os.environ.get("BACKPROP_REPRO_DIR")
     os.environ["BACKPROP_REPRO_DIR"] = str(folder)
     try:
-        reports = {}
+        from verification.oracles import forget
+
+        reports, last = {}, None
         for m in sorted(MUTANTS, key=lambda m: m.layer):  # a layer's mutants share its compiled programs
+            if last not in (None, m.layer):
+                forget()
+            last = m.layer
             reports[m.key] = check_layer(m.apply(LAYERS[m.layer]), max_examples=MUTANT_EXAMPLES, seed=0, shrink=False)
         return reports
     finally:
