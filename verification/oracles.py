@@ -34,13 +34,16 @@ from . import _jax  # noqa: F401  (x64 before any trace)
 JACOBIAN_BUDGET_BYTES = 256 * 2**20
 """Default memory allowed for the explicit Jacobian check; above it the check streams or is skipped."""
 
-ORACLE_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
+ORACLE_COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0,
+                           "xla_cpu_parallel_codegen_split_count": 1}
 """XLA options for the oracle programs. Their arrays are tiny, so compiling is what costs.
 XLA's classic elemental emitter compiles them 2-2.5x faster than its MLIR fusion emitters,
 and LLVM's optimisation level 0 another 2-4x (measured on 2 cores: a conv2d program with
 its Jacobian 443 -> 105 ms, layernorm 288 -> 161 ms, softmax 156 -> 85 ms), while a call
 stays under a millisecond except for a convolution's Jacobian (1 -> 7 ms), which runs on a
-bounded set of configurations. No fast math at either level: the same IEEE arithmetic."""
+bounded set of configurations. No fast math at either level: the same IEEE arithmetic. One
+LLVM module per program instead of XLA's parallel split: 25-35% less for convolutions and
+attention (conv2d 61 -> 46 ms, multi_head_attention 384 -> 243 ms), the same for the rest."""
 
 
 class JacobianCost(NamedTuple):
@@ -142,9 +145,11 @@ def _unflat(vector, like) -> tuple:
 
 @functools.lru_cache(maxsize=None)
 def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, several: bool):
+    """The program of one cotangent: dY2 is a second call of it (a program with both
+    pullbacks and both magnitudes took 1.2-1.9x as long to compile)."""
     static_hyper = dict(static)
 
-    def oracle(arrays, traced_hyper, douts, douts2, tangents):
+    def oracle(arrays, traced_hyper, douts, tangents):
         hyper = {**static_hyper, **traced_hyper}
 
         def f(*a):
@@ -155,27 +160,24 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
 
         out, pullback = jax.vjp(f, *arrays)
         outs = leaves(out)
-        dout, dout2 = _structured(douts, several), _structured(douts2, several)
-        vjp, vjp2 = pullback(dout), pullback(dout2)
+        dout = _structured(douts, several)
         # forward mode along every input's tangent at once: one pass, whatever the number of inputs
         jvp = sum(jnp.vdot(d, o) for d, o in zip(douts, leaves(jax.jvp(f, tuple(arrays), tuple(tangents))[1])))
-        result = {"outs": outs, "vjp": vjp, "vjp2": vjp2, "jvp": jvp}
+        result = {"outs": outs, "vjp": pullback(dout), "jvp": jvp}
         if with_jacobian:
             jacobians = jax.jacobian(flat, argnums=tuple(range(len(arrays))))(*arrays)
-            d, d2 = _flat(douts), _flat(douts2)
+            d = _flat(douts)
             result["jacobian"] = tuple(jnp.tensordot(d, j, axes=1) for j in jacobians)
             if magnitude is None:
                 result["grad_scales"] = tuple(jnp.tensordot(jnp.abs(d), jnp.abs(j), axes=1) for j in jacobians)
-                result["grad_scales2"] = tuple(jnp.tensordot(jnp.abs(d2), jnp.abs(j), axes=1) for j in jacobians)
                 result["out_scales"] = _unflat(jnp.abs(_flat(outs)) + sum(
                     (jnp.tensordot(jnp.abs(j), jnp.abs(a), axes=a.ndim) for j, a in zip(jacobians, arrays)),
                     jnp.zeros(_flat(outs).shape, _flat(outs).dtype)), outs)
         if magnitude is not None:
-            first, second = magnitude(f, arrays, hyper, dout), magnitude(f, arrays, hyper, dout2)
-            result["out_scales"] = leaves(first[0])
-            result["grad_scales"], result["grad_scales2"] = tuple(first[1]), tuple(second[1])
-            if len(first) > 2:
-                result["out_underflow"], result["grad_underflow"] = leaves(first[2][0]), tuple(first[2][1])
+            scales = magnitude(f, arrays, hyper, dout)
+            result["out_scales"], result["grad_scales"] = leaves(scales[0]), tuple(scales[1])
+            if len(scales) > 2:
+                result["out_underflow"], result["grad_underflow"] = leaves(scales[2][0]), tuple(scales[2][1])
         return result
 
     return jax.jit(oracle, compiler_options=ORACLE_COMPILER_OPTIONS)
@@ -202,24 +204,24 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
             and not any(isinstance(v, np.ndarray) for v in hyper.values())):
         return _evaluate_as_vector(layer, arrays[0], hyper, douts, douts2, tangents, with_jacobian)
     static, traced = split_hyper(hyper)
-    several = len(douts) > 1
-    function = _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), several)
-    raw = jax.device_get(function(tuple(arrays), traced, tuple(douts), tuple(douts2), tuple(tangents)))
+    function = _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), len(douts) > 1)
+    raw = jax.device_get(function(tuple(arrays), traced, tuple(douts), tuple(tangents)))
+    second = raw if douts2 is douts else jax.device_get(function(tuple(arrays), traced, tuple(douts2), tuple(tangents)))
     outs = tuple(np.asarray(o) for o in raw["outs"])
     if any(o.dtype != np.float64 for o in outs):
         raise RuntimeError(
             f"the JAX oracle computed in {outs[0].dtype}, not float64: jax_enable_x64 is off (import "
             "verification before any other use of JAX)")
 
-    def arrays_of(key):
-        value = raw.get(key)
+    def arrays_of(key, result=raw):
+        value = result.get(key)
         return None if value is None else tuple(np.asarray(v) for v in value)
 
     source = "magnitude" if layer.magnitude is not None else "jacobian" if "grad_scales" in raw else ""
     return OracleResult(
-        outs=outs, vjp=arrays_of("vjp"), vjp2=arrays_of("vjp2"), jvp=float(raw["jvp"]),
+        outs=outs, vjp=arrays_of("vjp"), vjp2=arrays_of("vjp", second), jvp=float(raw["jvp"]),
         jacobian=arrays_of("jacobian"), out_scales=arrays_of("out_scales"), grad_scales=arrays_of("grad_scales"),
-        grad_scales2=arrays_of("grad_scales2"), out_underflow=arrays_of("out_underflow"),
+        grad_scales2=arrays_of("grad_scales", second), out_underflow=arrays_of("out_underflow"),
         grad_underflow=arrays_of("grad_underflow"), scale_source=source)
 
 
@@ -236,7 +238,8 @@ def _evaluate_as_vector(layer, x, hyper, douts, douts2, tangents, with_jacobian)
     def shaped(a):
         return np.asarray(a)[:x.size].reshape(x.shape)
 
-    padded = evaluate(layer, (vector(x),), hyper, tuple(map(vector, douts)), tuple(map(vector, douts2)),
+    first = tuple(map(vector, douts))
+    padded = evaluate(layer, (vector(x),), hyper, first, first if douts2 is douts else tuple(map(vector, douts2)),
                       (vector(tangents[0]),), with_jacobian=with_jacobian, share_shapes=False)
     return padded._replace(**{
         field: tuple(map(shaped, value)) for field, value in padded._asdict().items()

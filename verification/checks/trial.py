@@ -176,9 +176,10 @@ class Trial:
                  share_shapes=True) -> oracles.OracleResult:
         """The oracle program on other cotangents, tangents or points (probes, hint checks)."""
         arrays = self.arrays64 if arrays is None else arrays
+        first = tuple(np.asarray(d, np.float64) for d in douts)
+        second = first if douts2 is douts else tuple(np.asarray(d, np.float64) for d in douts2)  # one call, not two
         try:
-            return oracles.evaluate(self.layer, arrays, self.hyper_given, tuple(np.asarray(d, np.float64) for d in douts),
-                                    tuple(np.asarray(d, np.float64) for d in douts2), tangents,
+            return oracles.evaluate(self.layer, arrays, self.hyper_given, first, second, tangents,
                                     with_jacobian=with_jacobian, share_shapes=share_shapes)
         except Exception as error:
             if type(error).__name__ in ("TracerArrayConversionError", "ConcretizationTypeError",
