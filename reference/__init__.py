@@ -8,12 +8,15 @@ Every layer follows one contract::
 Gradients have their input's shape and dtype; inputs are never modified.
 Each family lives in its own module (``reference.linear``, ...); the names in a
 module's ``__all__`` are also importable from ``reference`` itself, so adding a
-family is adding a module, with nothing here to edit.
+family is adding a module, with nothing here to edit. ``reference.derivation(name)``
+returns a layer's derivation page (docs/derivations/<name>.md), installed or not.
 """
 import importlib as _importlib
 import pkgutil as _pkgutil
 
-__all__: list[str] = []
+from ._pages import derivation
+
+__all__: list[str] = ["derivation"]
 for _module_info in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
     if _module_info.name.startswith("_"):
         continue
