@@ -93,6 +93,8 @@ class Layer:
         for an LSTM step.
     errors: ``ErrorCase``s: bad calls and the errors they must raise.
     bench: optional ``bench(rng) -> BenchCase``: inputs at one realistic size.
+    locator: where another process can load this layer from (``verification.locate``), for a
+        layer built at run time (the CS231n checker's); module-level layers are found without it.
     """
 
     name: str
@@ -106,6 +108,7 @@ class Layer:
     output_names: tuple[str, ...] = ("out",)
     errors: tuple[ErrorCase, ...] = ()
     bench: Callable[[np.random.Generator], BenchCase] | None = None
+    locator: str | None = None
 
     def __post_init__(self):
         if self.input_names is None:

@@ -4,6 +4,7 @@
     mutant:LAYER[NAME]          a mutant of the self-proof library (``variant:`` likewise)
     path/to/file.py:ATTR        a module-level ``Layer`` (or list of them) in a file
     package.module:ATTR         ... or in an importable module
+    cs231n:FILE.py:FUNCTION     a course function, through the CS231n checker's adapter
 
 The last two are what ``python -m verification check`` takes. A layer of your own is never
 confused with a catalogue layer of the same name: the catalogue form is used only for the
@@ -27,6 +28,8 @@ def locate(layer: Layer) -> str | None:
     """The locator of ``layer``, or None when it lives nowhere importable (a local variable)."""
     from .catalogue import LAYERS, MUTANTS, VARIANTS
 
+    if layer.locator is not None:
+        return layer.locator
     if LAYERS.get(layer.name) is layer:
         return f"catalogue:{layer.name}"
     for kind, library in (("mutant", MUTANTS), ("variant", VARIANTS)):
@@ -65,7 +68,11 @@ def load(locator: str, name: str | None = None) -> list[Layer]:
     from .catalogue import LAYERS, MUTANTS, VARIANTS
 
     kind, _, rest = locator.partition(":")
-    if kind == "catalogue":
+    if kind == "cs231n":  # a course function adapted by the CS231n checker
+        from .cs231n import load as load_course
+
+        layers = load_course(rest)
+    elif kind == "catalogue":
         if rest not in LAYERS:
             raise LocatorError(f"no catalogue layer {rest!r}; the catalogue has {', '.join(sorted(LAYERS))}")
         layers = [LAYERS[rest]]

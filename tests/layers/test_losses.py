@@ -1,4 +1,6 @@
-"""Layer-specific cases for reference/losses.py: extreme logits, the hinge's kink, dtypes, bad input."""
+"""Layer-specific cases for reference/losses.py: extreme logits, the hinge's kink, 0-d losses.
+
+Bad input: each layer's ``errors`` in verification/specs/losses.py."""
 import jax
 import numpy as np
 import pytest
@@ -82,32 +84,27 @@ def test_mse_gradients_are_opposite_and_vanish_at_the_target():
     assert not np.shares_memory(dx, dy)
 
 
-FORWARDS = {
+FORWARDS = {  # name: forward, backward, a valid call's (arrays, hyper)
     "softmax_cross_entropy": (softmax_cross_entropy_forward, softmax_cross_entropy_backward,
-                              lambda dtype: ((np.ones((2, 3), dtype),), {"labels": LABELS})),
-    "svm_hinge": (svm_hinge_forward, svm_hinge_backward,
-                  lambda dtype: ((np.ones((2, 3), dtype),), {"labels": LABELS})),
-    "mse": (mse_forward, mse_backward, lambda dtype: ((np.ones((2, 3), dtype), np.zeros((2, 3), dtype)), {})),
+                              ((np.ones((2, 3)),), {"labels": LABELS})),
+    "svm_hinge": (svm_hinge_forward, svm_hinge_backward, ((np.ones((2, 3)),), {"labels": LABELS})),
+    "mse": (mse_forward, mse_backward, ((np.ones((2, 3)), np.zeros((2, 3))), {})),
     "bce_with_logits": (bce_with_logits_forward, bce_with_logits_backward,
-                        lambda dtype: ((np.ones((2, 3), dtype),), {"targets": np.full((2, 3), 0.5)})),
+                        ((np.ones((2, 3)),), {"targets": np.full((2, 3), 0.5)})),
 }
 
 
 @pytest.mark.parametrize("name", sorted(FORWARDS))
-def test_loss_keeps_float32_and_is_a_0d_array(name):
-    forward, backward, example = FORWARDS[name]
-    arrays, hyper = example(np.float32)
-    loss, cache = forward(*arrays, **hyper)
-    assert isinstance(loss, np.ndarray) and loss.shape == () and loss.dtype == np.float32
-    grads = backward(np.array(1.0, np.float32), cache)
-    assert isinstance(grads, tuple) and len(grads) == len(arrays)
-    assert all(g.dtype == np.float32 and g.shape == a.shape for g, a in zip(grads, arrays))
+def test_loss_is_a_0d_array(name):
+    """A 0-d array, not the NumPy scalar a reduction returns."""
+    forward, _, (arrays, hyper) = FORWARDS[name]
+    loss, _ = forward(*arrays, **hyper)
+    assert isinstance(loss, np.ndarray) and loss.shape == ()
 
 
 @pytest.mark.parametrize("name", sorted(FORWARDS))
 def test_loss_backward_takes_the_numpy_scalar_that_0d_arithmetic_returns(name):
-    forward, backward, example = FORWARDS[name]
-    arrays, hyper = example(np.float64)
+    forward, backward, (arrays, hyper) = FORWARDS[name]
     loss, cache = forward(*arrays, **hyper)
     dloss = loss * 0 + 1  # NumPy returns np.float64, not a 0-d array
     assert isinstance(dloss, np.float64)
@@ -116,64 +113,8 @@ def test_loss_backward_takes_the_numpy_scalar_that_0d_arithmetic_returns(name):
         np.testing.assert_array_equal(g, h)
 
 
-@pytest.mark.parametrize("dout, error, message", [
-    (1.0, TypeError, "dout must be a numpy.ndarray of floats, got float"),
-    (np.ones(1), ValueError, "dout has shape (1,) but the forward output has shape ()"),
-    (np.array(1.0, np.float32), TypeError, "dout has dtype float32 but the forward ran in float64"),
-])
-def test_loss_backward_rejects_bad_dloss(dout, error, message):
+def test_loss_backward_refuses_a_python_float():
+    """It takes the NumPy scalar that 0-d arithmetic returns (above), not a Python float."""
     _, cache = softmax_cross_entropy_forward(np.ones((2, 3)), labels=LABELS)
-    with pytest.raises(error) as raised:
-        softmax_cross_entropy_backward(dout, cache)
-    assert message in str(raised.value)
-
-
-BAD_SCORES = [
-    ((np.ones((2, 3)),), {"labels": np.array([0, 3])}, ValueError,
-     "labels has entries in [0, 3] but they must lie in [0, 3) (class indices, C = 3)"),
-    ((np.ones((2, 3)),), {"labels": np.array([-1, 0])}, ValueError, "labels has entries in [-1, 0]"),
-    ((np.ones((2, 3)),), {"labels": np.array([0, 1, 2])}, ValueError,
-     "labels has shape (3,) but shape (2,) is expected"),
-    ((np.ones((2, 3)),), {"labels": np.array([0.0, 1.0])}, TypeError,
-     "labels must be a numpy.ndarray of integers, got dtype float64"),
-    ((np.ones(3),), {"labels": np.array([0])}, ValueError, "x has shape (3,) but a 2-d array (N, C) is expected"),
-    ((np.ones((0, 3)),), {"labels": np.zeros(0, int)}, ValueError,
-     "x has shape (0, 3) but the loss is a mean over the batch (N >= 1): at least one is needed"),
-    ((np.ones((2, 3), int),), {"labels": LABELS}, TypeError, "x has dtype int64 (shape (2, 3)) but float32 or float64"),
-]
-
-
-@pytest.mark.parametrize("forward", [softmax_cross_entropy_forward, svm_hinge_forward],
-                         ids=["softmax_cross_entropy", "svm_hinge"])
-@pytest.mark.parametrize("arrays, hyper, error, message", BAD_SCORES, ids=range(len(BAD_SCORES)))
-def test_score_losses_reject_bad_input(forward, arrays, hyper, error, message):
-    with pytest.raises(error) as raised:
-        forward(*arrays, **hyper)
-    assert message in str(raised.value)
-
-
-@pytest.mark.parametrize("arrays, error, message", [
-    ((np.ones((2, 3)), np.ones((3, 2))), ValueError,
-     "y has shape (3, 2) but x has shape (2, 3): they must have the same shape"),
-    ((np.ones(3), np.ones(3, np.float32)), TypeError, "y has dtype float32 but x has dtype float64"),
-    ((np.ones((0, 2)), np.ones((0, 2))), ValueError,
-     "x has shape (0, 2) but the loss is a mean over x's elements: at least one is needed"),
-])
-def test_mse_rejects_bad_input(arrays, error, message):
-    with pytest.raises(error) as raised:
-        mse_forward(*arrays)
-    assert message in str(raised.value)
-
-
-@pytest.mark.parametrize("x, targets, error, message", [
-    (np.ones(2), np.array([0.5, 1.5]), ValueError,
-     "targets (shape (2,)) has entries outside [0, 1], e.g. 1.5: they must be probabilities in [0, 1]"),
-    (np.ones(2), np.array([np.nan, 0.5]), ValueError, "outside [0, 1], e.g. nan"),
-    (np.ones(2), np.array([1, 0]), TypeError, "targets has dtype int64 (shape (2,)) but float32 or float64"),
-    (np.ones(2), np.ones(3), ValueError, "targets has shape (3,) but x has shape (2,)"),
-    (np.ones(0), np.ones(0), ValueError, "x has shape (0,) but the loss is a mean over x's elements"),
-])
-def test_bce_with_logits_rejects_bad_input(x, targets, error, message):
-    with pytest.raises(error) as raised:
-        bce_with_logits_forward(x, targets=targets)
-    assert message in str(raised.value)
+    with pytest.raises(TypeError, match="dout must be a numpy.ndarray of floats, got float"):
+        softmax_cross_entropy_backward(1.0, cache)

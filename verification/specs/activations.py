@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +36,11 @@ from hypothesis import strategies as st
 from jax import lax
 
 from reference import activations as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
+from verification.oracles import ELEMENTWISE_LENGTH
+from verification.space import Space
 from verification.strategies import arrays, floats, signed, values
 
-# Any shape: a matrix, a single element, an empty batch, rank 3.
-SHAPES = ((4, 3), (1, 1), (0, 3), (2, 3, 2), ())  # () : a 0-d input stays a 0-d array
 WIDE = 30.0
 """Half the entries are drawn from [-2, 2], where the curves bend, half from [-30, 30], where
 they saturate: s(30) rounds to 1 in float32 (so s (1 - s) would be 0) and e^-30 is far
@@ -144,41 +145,112 @@ _silu_magnitude = functools.partial(_elementwise_magnitude, gate=jax_sigmoid)
 
 
 # ----------------------------------------------------------------------------------------
-# Strategies.
+# The input space.
+
+EMPTY_ONE_IN = 10
+"""Where a side may be 0, it is 0 one time in this many: an empty array is an edge case to
+meet on every run, not a third of all draws (as 0-5 drawn evenly would make of rank 3)."""
+
+
+def draw_shape(draw, rank: int, *, low: int, high: int, max_size: int, nonzero=()) -> tuple[int, ...]:
+    """A shape of ``rank`` sides in [low, high] (the axes in ``nonzero``: at least 1), drawn in
+    order, each at most what the sides before it leave of ``max_size`` elements (after a side
+    of 0 the array is empty whatever follows). Built, not filtered: every side shrinks toward
+    1 (and toward not being 0), so a shrunk failure has the smallest shape the bug allows."""
+    shape: list[int] = []
+    for axis in range(rank):
+        room = max_size // max(math.prod(shape), 1)
+        side = draw(st.integers(max(low, 1), max(1, min(high, room))))
+        empty = low == 0 and axis not in nonzero and draw(st.integers(1, EMPTY_ONE_IN)) == EMPTY_ONE_IN
+        shape.append(0 if empty else side)
+    return tuple(shape)
+
+
+@st.composite
+def elementwise_configs(draw):
+    """Any shape of rank 0-4 and at most ELEMENTWISE_LENGTH elements: the oracle evaluates
+    each as one zero-padded vector of that length, so all of them share one compiled program."""
+    rank = draw(st.integers(0, 4))
+    return {"shape": draw_shape(draw, rank, low=0, high=8, max_size=ELEMENTWISE_LENGTH)}
+
+
+ELEMENTWISE_EDGES = (
+    {"shape": ()},                      # a 0-d input stays a 0-d array
+    {"shape": (0, 3)},                  # an empty batch
+    {"shape": (1, 1)},                  # a single element
+    {"shape": (4, 3)},                  # a matrix
+    {"shape": (2, 3, 2)},               # rank 3
+    {"shape": (ELEMENTWISE_LENGTH,)},   # exactly the oracle's padded length: no padding at all
+)
 
 SMOOTH = values() | values(-WIDE, WIDE)
 AWAY_FROM_KINK = signed(KINK_GAP) | signed(KINK_GAP, WIDE)
 GELU_TANH_RANGE = values() | values(GELU_TANH_LOW, WIDE)
 
 
-@st.composite
-def activation_inputs(draw, elements, **hyper):
-    """x of a shape from SHAPES with the given elements; float hyperparameters (traced: free)."""
-    shape = draw(st.sampled_from(SHAPES))
-    x = draw(arrays(shape, elements=elements))
-    return (x,), {name: draw(values) for name, values in hyper.items()}
+def activation_space(elements, **hyper) -> Space:
+    """x of any configuration's shape with the given elements; float hyperparameters (traced: free)."""
+    def examples(config):
+        return st.tuples(st.tuples(arrays(config["shape"], elements=elements)), st.fixed_dictionaries(hyper))
+
+    return Space(elementwise_configs(), examples, edges=ELEMENTWISE_EDGES)
 
 
-def _activation(name, jax_forward, inputs, magnitude=_elementwise_magnitude, **bench_hyper):
+def error_cases(*rows) -> tuple[ErrorCase, ...]:
+    """ErrorCases from rows (description, arrays, hyper, error, message): the message is
+    matched as it is written (a substring, not a pattern)."""
+    return tuple(ErrorCase(what, args, hyper, error, re.escape(message)) for what, args, hyper, error, message in rows)
+
+
+# Bad calls: every activation refuses what is not a float32/float64 array.
+BAD_X = (
+    ("a list", [1.0, 2.0], TypeError, "x must be a numpy.ndarray of floats, got list"),
+    ("integers", np.array([1, 2]), TypeError, "x has dtype int64 (shape (2,)) but float32 or float64"),
+    ("float16", np.ones((2, 3), np.float16), TypeError,
+     "x has dtype float16 (shape (2, 3)) but float32 or float64 is expected"),
+)
+
+
+def _errors(*own, **hyper) -> tuple[ErrorCase, ...]:
+    """The bad x's (with valid ``hyper``), then the layer's ``own`` bad calls (rows of error_cases)."""
+    return error_cases(*((f"x is {what}", (x,), hyper, error, message) for what, x, error, message in BAD_X), *own)
+
+
+def _activation(name, jax_forward, inputs, magnitude=_elementwise_magnitude, errors=_errors(), **bench_hyper):
     def bench(rng):
         """A transformer MLP's hidden layer: x of (256, 4096), N(0, 3^2), across the curve's bend."""
         return BenchCase((3.0 * rng.standard_normal((256, 4096)),), bench_hyper)
 
     return Layer(name, getattr(ref, f"{name}_forward"), getattr(ref, f"{name}_backward"), jax_forward,
-                 inputs, magnitude=magnitude, hints=Hints(per_example=True, elementwise=True), bench=bench)
+                 inputs, magnitude=magnitude, hints=Hints(per_example=True, elementwise=True), errors=errors,
+                 bench=bench)
 
 
-relu = _activation("relu", jax_relu, activation_inputs(AWAY_FROM_KINK))
+relu = _activation("relu", jax_relu, activation_space(AWAY_FROM_KINK))
 # slope 0 (relu) and 1 (the identity) are the ends of the range.
-leaky_relu = _activation("leaky_relu", jax_leaky_relu, activation_inputs(AWAY_FROM_KINK, slope=floats(0.0, 1.0)),
-                         slope=0.01)
-elu = _activation("elu", jax_elu, activation_inputs(AWAY_FROM_KINK, alpha=floats(0.05, 3.0)), alpha=1.0)
-sigmoid = _activation("sigmoid", jax_sigmoid, activation_inputs(SMOOTH))
-tanh = _activation("tanh", jax_tanh, activation_inputs(SMOOTH))
-softplus = _activation("softplus", jax_softplus, activation_inputs(SMOOTH))
-gelu = _activation("gelu", jax_gelu, activation_inputs(SMOOTH), _gelu_magnitude)
-gelu_tanh = _activation("gelu_tanh", jax_gelu_tanh, activation_inputs(GELU_TANH_RANGE), _gelu_tanh_magnitude)
-silu = _activation("silu", jax_silu, activation_inputs(SMOOTH), _silu_magnitude)
+leaky_relu = _activation(
+    "leaky_relu", jax_leaky_relu, activation_space(AWAY_FROM_KINK, slope=floats(0.0, 1.0)),
+    errors=_errors(("slope above 1", (np.ones(2),), {"slope": 1.5}, ValueError,
+                    "slope is 1.5 but must lie in [0.0, 1.0]"),
+                   ("slope a string", (np.ones(2),), {"slope": "0.1"}, TypeError,
+                    "slope must be a real number, got str '0.1'"),
+                   ("slope passed by position", (np.ones(2), 0.1), {}, TypeError, "positional argument"),
+                   slope=0.1),
+    slope=0.01)
+elu = _activation(
+    "elu", jax_elu, activation_space(AWAY_FROM_KINK, alpha=floats(0.05, 3.0)),
+    errors=_errors(("alpha 0", (np.ones(2),), {"alpha": 0.0}, ValueError, "alpha is 0.0 but must lie in (0.0, inf)"),
+                   ("alpha infinite", (np.ones(2),), {"alpha": math.inf}, ValueError,
+                    "alpha is inf but must lie in (0.0, inf)"),
+                   ("alpha NaN", (np.ones(2),), {"alpha": math.nan}, ValueError, "alpha is nan"),
+                   alpha=0.5),
+    alpha=1.0)
+sigmoid = _activation("sigmoid", jax_sigmoid, activation_space(SMOOTH))
+tanh = _activation("tanh", jax_tanh, activation_space(SMOOTH))
+softplus = _activation("softplus", jax_softplus, activation_space(SMOOTH))
+gelu = _activation("gelu", jax_gelu, activation_space(SMOOTH), _gelu_magnitude)
+gelu_tanh = _activation("gelu_tanh", jax_gelu_tanh, activation_space(GELU_TANH_RANGE), _gelu_tanh_magnitude)
+silu = _activation("silu", jax_silu, activation_space(SMOOTH), _silu_magnitude)
 
 
 # ----------------------------------------------------------------------------------------
@@ -198,11 +270,11 @@ def _caching(name, derivative):
 
 
 def _logistic(z):
-    return ref.sigmoid_forward(z)[0]
+    return ref.sigmoid_forward(np.asarray(z))[0]  # arithmetic on a 0-d array returns a NumPy scalar
 
 
 def _logistic_slope(z):
-    return _logistic(z) * _logistic(np.asarray(-z))  # -z of a 0-d array is a NumPy scalar
+    return _logistic(z) * _logistic(-z)
 
 
 _erfc = np.vectorize(math.erfc, otypes=[float])  # libm's, entry by entry: not the reference's own erfc
@@ -254,10 +326,10 @@ def _relu_backward_in_place(dout, cache):
 
 MUTANTS = (
     Mutant("relu", "passes_negatives", "dx = dout everywhere: the mask is forgotten",
-           lambda dout, c: (dout.copy(),), bug='formula'),
+           lambda dout, c: (dout.copy(),), bug='partial'),
     Mutant("relu", "mask_from_dout", "masks where dout > 0 instead of where x > 0",
            lambda dout, c: (np.where(dout > 0, dout, 0),), bug='formula'),
-    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place, bug='in_place'),
+    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place, bug='aliasing'),
     Mutant("leaky_relu", "slope_on_wrong_side", "slope applied where x >= 0, 1 where x < 0",
            forward=_caching("leaky_relu", lambda x, slope: np.where(x >= 0, slope, 1.0)), bug='formula'),
     Mutant("leaky_relu", "negatives_dropped", "relu's derivative: 0 where x < 0, slope forgotten",

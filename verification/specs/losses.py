@@ -11,10 +11,12 @@ against 80-bit long double, 16 eps at |x| = 32, twice the tolerance. ``_log_sigm
 below differentiates as s(-z) from exp(-|z|) within 1.6 eps over |z| <= 1000.
 
 Every loss is a mean over the batch (or the elements), undefined for an empty one, which
-the reference refuses: the menus have N = 1 but no N = 0 (the refusal is tested in
-tests/layers/test_losses.py).
+the reference refuses: the spaces start at N = 1 (and at one element); the refusal is one
+of each layer's ``errors``.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -22,14 +24,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import losses as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.space import Space
+from verification.specs.activations import draw_shape, error_cases
 from verification.strategies import arrays, arrays_of, indices, signed, values
-
-# (N, C): a single example, a single class (nothing to compete with), a batch larger than
-# the class count and one smaller.
-SCORE_SHAPES = ((1, 3), (3, 1), (4, 2), (2, 5))
-# Any shape: a single element, a vector, a matrix, rank 3.
-ELEMENTWISE_SHAPES = ((1,), (3,), (2, 4), (2, 1, 3))
 
 WIDE_LOGIT = 100.0
 """Cross-entropy logits are also drawn from [-100, 100]: exp(100) overflows float32 (and
@@ -107,36 +105,133 @@ def _bce_with_logits_magnitude(f, arrays, hyper, dout):
     return out_scale, (jnp.abs(dout) / x.size * (jax.nn.sigmoid(x) + t),)
 
 
+# ----------------------------------------------------------------------------------------
+# The input spaces.
+#
+# Scores (N, C): N >= 1 and C >= 1, each half the time 1-6, half the time up to 24. The two
+# sides are these layers' whole configuration: 1-6 alone would be a few dozen shapes, each
+# seen in every run; up to 24, 20 seeds of 30 draws reach over 200 (the Jacobian has at
+# most 576 entries, the loss being one number). Shrinking moves toward 1-6, then toward 1.
+# The labels come in three patterns: any, all one class, and every class used (a shuffled
+# cycle: every class when N >= C, else N distinct classes).
+
 @st.composite
-def softmax_cross_entropy_inputs(draw):
-    n, c = draw(st.sampled_from(SCORE_SHAPES))
-    x = draw(arrays((n, c), elements=values() | values(-WIDE_LOGIT, WIDE_LOGIT)))
-    return (x,), {"labels": draw(indices((n,), c))}
+def scores_configs(draw):
+    side = st.integers(1, 6) | st.integers(1, 24)
+    return {"N": draw(side), "C": draw(side)}
+
+
+SCORES_EDGES = (
+    {"N": 1, "C": 3},  # a single example
+    {"N": 3, "C": 1},  # a single class: nothing to compete with, dx = 0
+    {"N": 4, "C": 2},  # a batch larger than the class count: classes repeat
+    {"N": 2, "C": 5},  # a batch smaller than the class count
+    {"N": 3, "C": 3},  # square: dx transposed keeps its shape
+    {"N": 5, "C": 3},  # a batch that splits into no equal shards of 2 or 4
+)
+
+
+def labels(n, c):
+    """(N,) labels in [0, C): any, all one class, or every class used."""
+    one_class = st.integers(0, c - 1).map(lambda k: np.full(n, k))
+    every_class = st.tuples(st.permutations(range(n)), st.integers(0, c - 1)).map(
+        lambda drawn: (np.array(drawn[0], dtype=np.int64) + drawn[1]) % c)
+    return st.one_of(indices((n,), c), one_class, every_class)
+
+
+def softmax_cross_entropy_values(config):
+    n, c = config["N"], config["C"]
+    x = arrays((n, c), elements=values() | values(-WIDE_LOGIT, WIDE_LOGIT))
+    return st.tuples(st.tuples(x), st.fixed_dictionaries({"labels": labels(n, c)}))
 
 
 @st.composite
-def svm_hinge_inputs(draw):
+def _hinge_example(draw, n, c):
     """Scores built from the margins: x_iy drawn, then x_ij = x_iy - 1 + m_ij with |m_ij| >= KINK_GAP."""
-    n, c = draw(st.sampled_from(SCORE_SHAPES))
-    labels = draw(indices((n,), c))
+    chosen = draw(labels(n, c))
     correct = draw(arrays((n,)))
     margins = draw(arrays((n, c), elements=signed(KINK_GAP)))
     x = correct[:, None] - 1.0 + margins
-    x[np.arange(n), labels] = correct
-    return (x,), {"labels": labels}
+    x[np.arange(n), chosen] = correct
+    return (x,), {"labels": chosen}
 
+
+def svm_hinge_values(config):
+    return _hinge_example(config["N"], config["C"])
+
+
+# Any shape of rank 1-4, sides 1-5, at least one element (the mean needs one) and at most 120.
 
 @st.composite
-def mse_inputs(draw):
-    shape = draw(st.sampled_from(ELEMENTWISE_SHAPES))
-    return draw(arrays_of(shape, shape)), {}
+def any_shape_configs(draw):
+    return {"shape": draw_shape(draw, draw(st.integers(1, 4)), low=1, high=5, max_size=120)}
 
 
-@st.composite
-def bce_with_logits_inputs(draw):
-    shape = draw(st.sampled_from(ELEMENTWISE_SHAPES))
-    x = draw(arrays(shape, elements=values() | values(-LARGE_LOGIT, LARGE_LOGIT)))
-    return (x,), {"targets": draw(arrays(shape, low=0.0, high=1.0))}
+ANY_SHAPE_EDGES = (
+    {"shape": (1,)},         # a single element
+    {"shape": (3,)},         # a vector
+    {"shape": (2, 4)},       # a matrix
+    {"shape": (2, 1, 3)},    # rank 3 with a size-1 axis
+    {"shape": (2, 3, 2, 2)}, # rank 4, every axis longer than 1
+)
+
+
+def mse_values(config):
+    return st.tuples(arrays_of(config["shape"], config["shape"]), st.just({}))
+
+
+def bce_with_logits_values(config):
+    shape = config["shape"]
+    x = arrays(shape, elements=values() | values(-LARGE_LOGIT, LARGE_LOGIT))
+    return st.tuples(st.tuples(x), st.fixed_dictionaries({"targets": arrays(shape, low=0.0, high=1.0)}))
+
+
+# ----------------------------------------------------------------------------------------
+# Bad calls and the errors they must raise.
+
+LABELS = np.array([0, 2])
+SCORES_ERRORS = error_cases(
+    ("a label past the last class", (np.ones((2, 3)),), {"labels": np.array([0, 3])}, ValueError,
+     "labels has entries in [0, 3] but they must lie in [0, 3) (class indices, C = 3)"),
+    ("a negative label", (np.ones((2, 3)),), {"labels": np.array([-1, 0])}, ValueError,
+     "labels has entries in [-1, 0]"),
+    ("a label too many", (np.ones((2, 3)),), {"labels": np.array([0, 1, 2])}, ValueError,
+     "labels has shape (3,) but shape (2,) is expected"),
+    ("float labels", (np.ones((2, 3)),), {"labels": np.array([0.0, 1.0])}, TypeError,
+     "labels must be a numpy.ndarray of integers, got dtype float64"),
+    ("x 1-d", (np.ones(3),), {"labels": np.array([0])}, ValueError,
+     "x has shape (3,) but a 2-d array (N, C) is expected"),
+    ("an empty batch", (np.ones((0, 3)),), {"labels": np.zeros(0, int)}, ValueError,
+     "x has shape (0, 3) but the loss is a mean over the batch (N >= 1): at least one is needed"),
+    ("x of integers", (np.ones((2, 3), int),), {"labels": LABELS}, TypeError,
+     "x has dtype int64 (shape (2, 3)) but float32 or float64"),
+    ("x float16", (np.ones((2, 3), np.float16),), {"labels": LABELS}, TypeError,
+     "x has dtype float16 (shape (2, 3)) but float32 or float64 is expected"),
+)
+MSE_ERRORS = error_cases(
+    ("shapes differ", (np.ones((2, 3)), np.ones((3, 2))), {}, ValueError,
+     "y has shape (3, 2) but x has shape (2, 3): they must have the same shape"),
+    ("dtypes differ", (np.ones(3), np.ones(3, np.float32)), {}, TypeError,
+     "y has dtype float32 but x has dtype float64"),
+    ("no elements", (np.ones((0, 2)), np.ones((0, 2))), {}, ValueError,
+     "x has shape (0, 2) but the loss is a mean over x's elements: at least one is needed"),
+    ("x float16", (np.ones(3, np.float16), np.ones(3, np.float16)), {}, TypeError,
+     "x has dtype float16 (shape (3,)) but float32 or float64 is expected"),
+)
+BCE_WITH_LOGITS_ERRORS = error_cases(
+    ("a target above 1", (np.ones(2),), {"targets": np.array([0.5, 1.5])}, ValueError,
+     "targets (shape (2,)) has entries outside [0, 1], e.g. 1.5: they must be probabilities in [0, 1]"),
+    ("a NaN target", (np.ones(2),), {"targets": np.array([np.nan, 0.5])}, ValueError,
+     "outside [0, 1], e.g. nan"),
+    ("integer targets", (np.ones(2),), {"targets": np.array([1, 0])}, TypeError,
+     "targets has dtype int64 (shape (2,)) but float32 or float64"),
+    ("targets of another shape", (np.ones(2),), {"targets": np.ones(3)}, ValueError,
+     "targets has shape (3,) but x has shape (2,)"),
+    ("no elements", (np.ones(0),), {"targets": np.ones(0)}, ValueError,
+     "x has shape (0,) but the loss is a mean over x's elements"),
+    ("x float16", (np.ones(2, np.float16),), {"targets": np.full(2, 0.5)}, TypeError,
+     "x has dtype float16 (shape (2,)) but float32 or float64 is expected"),
+)
 
 
 def scores_bench(rng, n=256, c=1000):
@@ -155,15 +250,19 @@ def bce_with_logits_bench(rng, shape=(256, 1000)):
 
 softmax_cross_entropy = Layer(
     "softmax_cross_entropy", ref.softmax_cross_entropy_forward, ref.softmax_cross_entropy_backward,
-    jax_softmax_cross_entropy, softmax_cross_entropy_inputs(), magnitude=_softmax_cross_entropy_magnitude,
-    bench=scores_bench)
-svm_hinge = Layer("svm_hinge", ref.svm_hinge_forward, ref.svm_hinge_backward, jax_svm_hinge, svm_hinge_inputs(),
+    jax_softmax_cross_entropy, Space(scores_configs(), softmax_cross_entropy_values, edges=SCORES_EDGES),
+    magnitude=_softmax_cross_entropy_magnitude, errors=SCORES_ERRORS, bench=scores_bench)
+svm_hinge = Layer("svm_hinge", ref.svm_hinge_forward, ref.svm_hinge_backward, jax_svm_hinge,
+                  Space(scores_configs(), svm_hinge_values, edges=SCORES_EDGES), errors=SCORES_ERRORS,
                   bench=scores_bench)
 # Quadratic in x and in y, and a mean over all elements: neither linear_in nor per_example.
-mse = Layer("mse", ref.mse_forward, ref.mse_backward, jax_mse, mse_inputs(), bench=elementwise_bench)
+mse = Layer("mse", ref.mse_forward, ref.mse_backward, jax_mse,
+            Space(any_shape_configs(), mse_values, edges=ANY_SHAPE_EDGES), errors=MSE_ERRORS,
+            bench=elementwise_bench)
 bce_with_logits = Layer(
     "bce_with_logits", ref.bce_with_logits_forward, ref.bce_with_logits_backward, jax_bce_with_logits,
-    bce_with_logits_inputs(), magnitude=_bce_with_logits_magnitude, bench=bce_with_logits_bench)
+    Space(any_shape_configs(), bce_with_logits_values, edges=ANY_SHAPE_EDGES),
+    magnitude=_bce_with_logits_magnitude, errors=BCE_WITH_LOGITS_ERRORS, bench=bce_with_logits_bench)
 
 
 # Correct variants: other ways to write the same derivatives, which the verifier must accept.
@@ -212,6 +311,44 @@ def _bce_with_logits_forward_textbook(x, *, targets):
     return np.asarray(np.mean(np.logaddexp(0, x) - t * x)), ref.BceWithLogitsCache(sigmoid, t)
 
 
+# Written so that one switch plants a bug the menus of fixed shapes could not see: the
+# mutants below are these backwards with the switch the other way.
+
+DEVICES = 4
+
+
+def _softmax_cross_entropy_backward_data_parallel(shard_weight):
+    """dx as data parallelism over DEVICES devices computes it: the batch split by
+    np.array_split, each device's rows (p - onehot) dL scaled by ``shard_weight(rows on the
+    device, N, devices holding rows)``, the devices' gradients gathered."""
+    def backward(dout, cache):
+        probs, labels = cache
+        n = len(probs)
+        shards = [rows for rows in np.array_split(np.arange(n), DEVICES) if len(rows)]
+        dx = probs.copy()
+        dx[np.arange(n), labels] -= 1
+        for rows in shards:
+            dx[rows] *= np.asarray(dout) * shard_weight(len(rows), n, len(shards))
+        return (dx,)
+    return backward
+
+
+def _matrix_count(*, middle_axes):
+    """x's element count as N * C from its first and last axes (a vector: N alone), times
+    the sides of the axes between them if ``middle_axes``."""
+    def count(shape):
+        n = shape[0] * (shape[-1] if len(shape) > 1 else 1)
+        return n * math.prod(shape[1:-1]) if middle_axes else n
+    return count
+
+
+def _bce_with_logits_backward_dividing_by(count):
+    """dx = dL (sigmoid(x) - t) / count(x.shape)."""
+    def backward(dout, cache):
+        return ((cache.sigmoid - cache.targets) * (np.asarray(dout) / count(cache.sigmoid.shape)),)
+    return backward
+
+
 VARIANTS = (
     Variant("softmax_cross_entropy", "onehot", "dx = (p - eye(C)[y]) dL / N with a one-hot matrix",
             _softmax_cross_entropy_backward_onehot),
@@ -221,6 +358,11 @@ VARIANTS = (
     Variant("mse", "each_input", "dy = 2 dL (y - x) / n from its own formula", _mse_backward_each_input),
     Variant("bce_with_logits", "textbook", "forward with np.logaddexp and sigmoid = 1 / (1 + exp(-x))",
             forward=_bce_with_logits_forward_textbook),
+    Variant("softmax_cross_entropy", "data_parallel", f"the batch split over {DEVICES} devices, each row "
+            "scaled by 1/N: every device's share of the global mean",
+            _softmax_cross_entropy_backward_data_parallel(lambda rows, n, devices: 1 / n)),
+    Variant("bce_with_logits", "matrix_count", "n counted as N * (the axes between) * C",
+            _bce_with_logits_backward_dividing_by(_matrix_count(middle_axes=True))),
 )
 
 
@@ -268,9 +410,9 @@ MUTANTS = (
     Mutant("softmax_cross_entropy", "unshifted", "forward without the max-shift: exp overflows",
            forward=_softmax_cross_entropy_forward_unshifted, bug='instability'),
     Mutant("svm_hinge", "correct_class_not_counted", "dx_iy left 0: the -sum of the row's slopes is missing",
-           lambda dout, c: (c.slopes * (dout / len(c.slopes)),), bug='formula'),
+           lambda dout, c: (c.slopes * (dout / len(c.slopes)),), bug='partial'),
     Mutant("svm_hinge", "own_margin_counted", "the correct class's own margin (always 1) counted as active",
-           _svm_hinge_backward_own_margin, bug='formula'),
+           _svm_hinge_backward_own_margin, bug='partial'),
     Mutant("mse", "missing_factor_2", "dx = dL (x - y) / n: the 2 of d(u^2)/du is missing",
            lambda dout, c: (c.diff * (dout / c.diff.size), c.diff * (-dout / c.diff.size)), bug='factor'),
     Mutant("mse", "dy_not_negated", "dy = dx: y enters with a minus sign",
@@ -279,4 +421,13 @@ MUTANTS = (
            lambda dout, c: ((1 - c.sigmoid - c.targets) * (dout / c.sigmoid.size),), bug='formula'),
     Mutant("bce_with_logits", "naive_log_sigmoid", "forward through log(sigmoid) and log(1 - sigmoid)",
            forward=_bce_with_logits_forward_naive, bug='instability'),
+    # Wrong only where no menu looked: a batch that does not split evenly over the devices
+    # (N >= 5, not a multiple of 4), a rank-3 or -4 x with a middle axis longer than 1.
+    Mutant("softmax_cross_entropy", "uneven_data_parallel", f"the batch split over {DEVICES} devices, each "
+           "device's mean gradient averaged over the devices: right only when every device holds as many rows",
+           _softmax_cross_entropy_backward_data_parallel(lambda rows, n, devices: 1 / (rows * devices)),
+           bug='formula'),
+    Mutant("bce_with_logits", "middle_axes_forgotten", "the mean divides by N * C from x's first and last "
+           "axes, as if x were a matrix: the axes between them are forgotten",
+           _bce_with_logits_backward_dividing_by(_matrix_count(middle_axes=False)), bug='factor'),
 )

@@ -17,6 +17,8 @@ from jax import lax
 
 from reference import normalisation as ref
 from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.space import Space
+from verification.specs.activations import error_cases
 from verification.strategies import arrays, floats
 
 # ----------------------------------------------------------------------------------------
@@ -88,9 +90,12 @@ def jax_rmsnorm(x, gamma, *, eps):
 # What C = 8 (tolerance.C) absorbs: each term is a product of a few rounded factors, the
 # statistics among them (1/sigma carries the error of a mean of n squares), so a term's
 # own relative error is several u, not one, and grows slowly with the group size n
-# (log2 n for pairwise sums, sqrt(n) for random-sign rounding). For the menus' n <= 8 the
-# measured worst is 0.64 units (rmsnorm, whose S has no slack terms: with gamma_i = 0,
+# (log2 n for pairwise sums, sqrt(n) for random-sign rounding). For the old menus' n <= 8
+# the measured worst was 0.64 units (rmsnorm, whose S has no slack terms: with gamma_i = 0,
 # S_dx is the single product |xhat_i| mean|g xhat| / r) and 0.22 for the centred layers.
+# Over the spaces below (groups of up to 24 elements for batchnorm, 12 along a row, 64 for
+# spatial_batchnorm, 128 for groupnorm), 2 seeds x 150 examples per layer and dtype: 0.48
+# (rmsnorm) and 0.29 (the centred layers).
 
 def _normalisation_magnitude(group_mean, *, centred):
     """The magnitude for a layer normalising over the groups ``group_mean`` averages.
@@ -147,7 +152,7 @@ _rms_magnitude = _normalisation_magnitude(_mean_over((1,)), centred=False)
 
 
 # ----------------------------------------------------------------------------------------
-# Inputs.
+# The input spaces.
 #
 # x is built, not filtered: x = scale * (shift + s * a), with a in [0.25, 2] drawn per
 # element and s = +-1 alternating along every axis (a checkerboard). Each group of two or
@@ -158,47 +163,112 @@ _rms_magnitude = _normalisation_magnitude(_mean_over((1,)), centred=False)
 # (|shift| <= 30, so mean|x|/sigma <= ~130) exercises the mean's rounding term. Groups of
 # one element (batchnorm N = 1, layernorm D = 1, groupnorm G = C with H = W = 1) are the
 # deliberate degenerate case: var = 0 exactly, y = beta, dx = 0.
+#
+# The shapes: (N, D) with N 1-24 (batchnorm) or 0-23 (layernorm, rmsnorm: an empty batch
+# is legal there) and D 1-12, D = N a third of the time when N <= 12 (square: a missing
+# transpose keeps every shape); (N, C, H, W) with each side 1-4; groupnorm's (N, C, H, W, G)
+# with N 0-4, C 1-8 and any divisor G of it, H and W 1-4, at most GROUP_MAX_SIZE elements.
+# Two sides are the whole configuration of the (N, D) layers: small ranges would be a few
+# dozen shapes, each seen in every run; these reach about 200 in 20 seeds of 30 draws, while
+# dY/dx stays under (24 * 12)^2 = 82,944 entries (65,536 spatial, 25,600 groupnorm).
 
 SHIFT = 30.0
+GROUP_MAX_SIZE = 160
 
-# (N, D): N = 2 is the smallest meaningful batch (there xhat = +-1 and J is 0 up to eps);
-# N = 1 is degenerate; D = 1 and a taller batch.
-BATCH_MENU = (((2, 3), {}), ((1, 3), {}), ((4, 1), {}), ((6, 2), {}))
-# (N, D) for layernorm and rmsnorm: an empty batch, D = 1 (degenerate for layernorm).
-ROW_MENU = (((2, 3), {}), ((0, 4), {}), ((3, 1), {}), ((4, 5), {}))
-# (N, C, H, W): N*H*W = 1 (degenerate), H = W = 1, N = 1 with an image.
-SPATIAL_MENU = (((2, 3, 2, 2), {}), ((1, 2, 1, 1), {}), ((3, 2, 1, 1), {}), ((1, 2, 3, 2), {}))
-# (N, C, H, W), groups: G = 1 (layernorm over (C, H, W)), G = C (instance norm), groups
-# of one element (G = C, H = W = 1), an empty batch.
-GROUP_MENU = (((2, 4, 2, 2), {"groups": 2}), ((2, 3, 1, 2), {"groups": 1}),
-              ((1, 4, 2, 1), {"groups": 4}), ((2, 2, 1, 1), {"groups": 2}),
-              ((0, 2, 2, 2), {"groups": 1}))
+
+def _side(draw, low: int, high: int) -> int:
+    """An int in [low, high] drawn as low + 2 * steps + (0 or 1): shrinking lowers it two at a time,
+    keeping its parity, so a failure that needs an odd batch (an uneven split) still shrinks
+    to the smallest such batch, where lowering one at a time would stop at the first odd one."""
+    steps = draw(st.integers(0, (high - low - 1) // 2))
+    return low + 2 * steps + draw(st.integers(0, 1))
+
+
+def _rows(low_n):
+    """(N, D), D = N a third of the time when 1 <= N <= 12. Every draw is made whatever the
+    others are, so that the shrinker can lower N without the rest changing meaning."""
+    @st.composite
+    def configs(draw):
+        square, n, d = draw(st.integers(0, 2)) == 2, _side(draw, low_n, 24), _side(draw, 1, 12)
+        return {"shape": (n, n if square and 1 <= n <= 12 else d)}
+    return configs()
+
+
+@st.composite
+def spatial_configs(draw):
+    return {"shape": tuple(draw(st.integers(1, 4)) for _ in range(4))}
+
+
+@st.composite
+def group_configs(draw):
+    """C/G channels per group, then G, with C = G * C/G <= 8: every divisor G of every C
+    reachable, and 1 < G < C common (C/G of 2-4 with G of 2-4 a fifth of the time). Then N,
+    H, W within GROUP_MAX_SIZE elements. Shrinking moves toward C/G = G = 1."""
+    per_group = draw(st.integers(1, 8))
+    groups = draw(st.integers(1, 8 // per_group))
+    c = groups * per_group
+    n = draw(st.integers(0, 4))
+    h = draw(st.integers(1, max(1, min(4, GROUP_MAX_SIZE // (max(n, 1) * c)))))
+    w = draw(st.integers(1, max(1, min(4, GROUP_MAX_SIZE // (max(n, 1) * c * h)))))
+    return {"shape": (n, c, h, w), "groups": groups}
+
+
+BATCH_EDGES = (
+    {"shape": (2, 3)},  # N = 2, the smallest meaningful batch: xhat = +-1 and J is 0 up to eps
+    {"shape": (1, 3)},  # N = 1: degenerate, y = beta, dx = 0
+    {"shape": (4, 1)},  # D = 1
+    {"shape": (6, 2)},  # a taller batch
+    {"shape": (3, 3)},  # square, and an odd batch: halves of unequal size
+)
+ROW_EDGES = (
+    {"shape": (2, 3)},  # a few rows of a few features
+    {"shape": (0, 4)},  # an empty batch
+    {"shape": (3, 1)},  # D = 1: degenerate for layernorm
+    {"shape": (4, 5)},  # wider rows
+    {"shape": (1, 4)},  # a single example
+    {"shape": (3, 3)},  # square
+    {"shape": (2, 9)},  # a row longer than 8: it splits unevenly over 8 lanes or devices
+)
+SPATIAL_EDGES = (
+    {"shape": (2, 3, 2, 2)},  # every axis longer than 1
+    {"shape": (1, 2, 1, 1)},  # N*H*W = 1: degenerate
+    {"shape": (3, 2, 1, 1)},  # H = W = 1: batchnorm of a (N, C) matrix
+    {"shape": (1, 2, 3, 2)},  # N = 1 with an image, H != W
+)
+GROUP_EDGES = (
+    {"shape": (2, 4, 2, 2), "groups": 2},  # two groups of two channels, an image
+    {"shape": (2, 3, 1, 2), "groups": 1},  # G = 1: layernorm over (C, H, W)
+    {"shape": (1, 4, 2, 1), "groups": 4},  # G = C: instance normalisation
+    {"shape": (2, 2, 1, 1), "groups": 2},  # groups of one element: degenerate
+    {"shape": (0, 2, 2, 2), "groups": 1},  # an empty batch
+    {"shape": (2, 6, 1, 2), "groups": 2},  # 1 < G < C with C/G != G: groups of 3 channels, not 2
+)
 
 
 def _checkerboard(shape) -> np.ndarray:
     return (-1.0) ** np.indices(shape).sum(axis=0)
 
 
-def normalisation_inputs(menu, *, n_params=2):
-    """(x, gamma[, beta]), {"eps": ..., **static}: x as described above, eps in [1e-5, 0.1].
+def normalisation_space(configs, edges, *, n_params=2) -> Space:
+    """(x, gamma[, beta]), {"eps": ..., **the configuration's groups}: x as described above,
+    eps in [1e-5, 0.1] as a NumPy float64 (which must not promote float32 arithmetic)."""
+    def examples(config):
+        shape = config["shape"]
+        static = {key: value for key, value in config.items() if key != "shape"}
+        checkerboard, spread = _checkerboard(shape), arrays(shape, low=0.25, high=2.0)
+        params = st.tuples(*[arrays((shape[1],))] * n_params)
 
-    The array strategies are built once per menu entry, not per draw: hypothesis validates
-    a strategy the first time it draws from it, which would otherwise cost every example.
-    """
-    entries = tuple(
-        (shape, static, arrays(shape, low=0.25, high=2.0), st.tuples(*[arrays((shape[1],))] * n_params))
-        for shape, static in menu)
+        @st.composite
+        def example(draw):
+            shift = draw(floats(-SHIFT, SHIFT))
+            scale = 10.0 ** draw(st.floats(-3.0, 1.0))
+            x = scale * (shift + checkerboard * draw(spread))
+            eps = np.float64(10.0 ** draw(st.floats(-5.0, -1.0)))
+            return (x, *draw(params)), {"eps": eps, **static}
 
-    @st.composite
-    def draw_inputs(draw):
-        shape, static, spread, params = draw(st.sampled_from(entries))
-        shift = draw(floats(-SHIFT, SHIFT))
-        scale = 10.0 ** draw(st.floats(-3.0, 1.0))
-        x = scale * (shift + _checkerboard(shape) * draw(spread))
-        eps = 10.0 ** draw(st.floats(-5.0, -1.0))
-        return (x, *draw(params)), {"eps": eps, **static}
+        return example()
 
-    return draw_inputs()
+    return Space(configs, examples, edges=edges)
 
 
 def _bench(x_shape, n_params=2, **static):
@@ -209,23 +279,84 @@ def _bench(x_shape, n_params=2, **static):
     return bench
 
 
+# Bad calls and the errors they must raise.
+
+X2, P3 = np.ones((4, 3)), np.ones(3)
+X4, P4 = np.ones((2, 4, 2, 2)), np.ones(4)
+COMMON_ERRORS = (  # batchnorm's; every layer with (N, D) and beta refuses the same way
+    ("x 1-d", (np.ones(3), P3, P3), {}, ValueError, "x has shape (3,) but a 2-d array (N, D) is expected"),
+    ("gamma of another length", (X2, np.ones(4), P3), {}, ValueError,
+     "gamma has shape (4,) but x has shape (4, 3): gamma.shape[0] must equal x.shape[1] = 3"),
+    ("beta 2-d", (X2, P3, np.ones((1, 3))), {}, ValueError, "beta has shape (1, 3) but a 1-d array (D,)"),
+    ("x of integers", (np.ones((4, 3), int), P3, P3), {}, TypeError,
+     "x has dtype int64 (shape (4, 3)) but float32 or float64"),
+    ("x float16", (X2.astype(np.float16), P3.astype(np.float16), P3.astype(np.float16)), {}, TypeError,
+     "x has dtype float16 (shape (4, 3)) but float32 or float64 is expected"),
+    ("gamma float32 with x float64", (X2, P3.astype(np.float32), P3), {}, TypeError,
+     "gamma has dtype float32 but x has dtype float64"),
+    ("beta a list", (X2, P3, [1.0, 1.0, 1.0]), {}, TypeError, "beta must be a numpy.ndarray of floats, got list"),
+    ("eps 0", (X2, P3, P3), {"eps": 0.0}, ValueError, "eps is 0.0 but must lie in (0.0, inf)"),
+    ("eps negative", (X2, P3, P3), {"eps": -1e-5}, ValueError, "eps is -1e-05 but must lie in (0.0, inf)"),
+    ("eps a string", (X2, P3, P3), {"eps": "1e-5"}, TypeError, "eps must be a real number, got str"),
+)
+BATCH_ERRORS = error_cases(*COMMON_ERRORS, (
+    "an empty batch", (np.ones((0, 3)), P3, P3), {}, ValueError,
+    "x has shape (0, 3) but the batch size N must be at least 1"))
+LAYERNORM_ERRORS = error_cases(*COMMON_ERRORS, (
+    "no features", (np.ones((4, 0)), np.ones(0), np.ones(0)), {}, ValueError,
+    "x has shape (4, 0) but the feature count D must be at least 1"))
+RMSNORM_ERRORS = error_cases(
+    ("x 1-d", (np.ones(3), P3), {}, ValueError, "x has shape (3,) but a 2-d array (N, D) is expected"),
+    ("gamma of another length", (X2, np.ones(2)), {}, ValueError,
+     "gamma has shape (2,) but x has shape (4, 3): gamma.shape[0] must equal x.shape[1] = 3"),
+    ("x float16", (X2.astype(np.float16), P3.astype(np.float16)), {}, TypeError,
+     "x has dtype float16 (shape (4, 3)) but float32 or float64 is expected"),
+    ("eps 0", (X2, P3), {"eps": 0.0}, ValueError, "eps is 0.0 but must lie in (0.0, inf)"),
+    ("no features", (np.ones((4, 0)), np.ones(0)), {}, ValueError,
+     "x has shape (4, 0) but the feature count D must be at least 1"),
+)
+SPATIAL_ERRORS = error_cases(
+    ("x 2-d", (X2, P3, P3), {}, ValueError, "x has shape (4, 3) but a 4-d array (N, C, H, W) is expected"),
+    ("gamma of another length", (X4, np.ones(2), P4), {}, ValueError, "gamma.shape[0] must equal x.shape[1] = 4"),
+    ("x float16", (X4.astype(np.float16), P4.astype(np.float16), P4.astype(np.float16)), {}, TypeError,
+     "x has dtype float16 (shape (2, 4, 2, 2)) but float32 or float64 is expected"),
+    ("no pixels", (np.ones((0, 4, 2, 2)), P4, P4), {}, ValueError, "N*H*W must be at least 1"),
+)
+GROUP_ERRORS = error_cases(
+    ("groups not dividing C", (X4, P4, P4), {"groups": 3}, ValueError,
+     "groups is 3 but x has shape (2, 4, 2, 2): the channel count C = 4 must be divisible by groups"),
+    ("groups 0", (X4, P4, P4), {"groups": 0}, ValueError, "groups is 0 but must be at least 1"),
+    ("groups a float", (X4, P4, P4), {"groups": 2.0}, TypeError, "groups must be an int, got float 2.0"),
+    ("groups missing", (X4, P4, P4), {}, TypeError, "groups"),
+    ("an empty image", (np.ones((2, 4, 0, 2)), P4, P4), {"groups": 2}, ValueError,
+     "x has shape (2, 4, 0, 2) but C/groups*H*W must be at least 1"),
+    ("x float16", (X4.astype(np.float16), P4.astype(np.float16), P4.astype(np.float16)), {"groups": 2}, TypeError,
+     "x has dtype float16 (shape (2, 4, 2, 2)) but float32 or float64 is expected"),
+)
+
+
 batchnorm = Layer("batchnorm", ref.batchnorm_forward, ref.batchnorm_backward, jax_batchnorm,
-                  normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, hints=Hints(linear_in=(1, 2)),
-                  bench=_bench((256, 1024)))
+                  normalisation_space(_rows(1), BATCH_EDGES), magnitude=_batch_magnitude,
+                  hints=Hints(linear_in=(1, 2)), errors=BATCH_ERRORS, bench=_bench((256, 1024)))
 batchnorm_alt = Layer("batchnorm_alt", ref.batchnorm_alt_forward, ref.batchnorm_alt_backward, jax_batchnorm,
-                      normalisation_inputs(BATCH_MENU), magnitude=_batch_magnitude, hints=Hints(linear_in=(1, 2)),
-                      bench=_bench((256, 1024)))
+                      normalisation_space(_rows(1), BATCH_EDGES), magnitude=_batch_magnitude,
+                      hints=Hints(linear_in=(1, 2)), errors=BATCH_ERRORS, bench=_bench((256, 1024)))
 spatial_batchnorm = Layer("spatial_batchnorm", ref.spatial_batchnorm_forward, ref.spatial_batchnorm_backward,
-                          jax_spatial_batchnorm, normalisation_inputs(SPATIAL_MENU),
-                          magnitude=_spatial_magnitude, hints=Hints(linear_in=(1, 2)),
+                          jax_spatial_batchnorm, normalisation_space(spatial_configs(), SPATIAL_EDGES),
+                          magnitude=_spatial_magnitude, hints=Hints(linear_in=(1, 2)), errors=SPATIAL_ERRORS,
                           bench=_bench((32, 64, 32, 32)))
 layernorm = Layer("layernorm", ref.layernorm_forward, ref.layernorm_backward, jax_layernorm,
-                  normalisation_inputs(ROW_MENU), magnitude=_row_magnitude, hints=Hints(per_example=True, linear_in=(1, 2)),
+                  normalisation_space(_rows(0), ROW_EDGES), magnitude=_row_magnitude,
+                  hints=Hints(per_example=True, linear_in=(1, 2)), errors=LAYERNORM_ERRORS,
                   bench=_bench((256, 1024)))
 groupnorm = Layer("groupnorm", ref.groupnorm_forward, ref.groupnorm_backward, jax_groupnorm,
-                  normalisation_inputs(GROUP_MENU), magnitude=_group_magnitude, hints=Hints(per_example=True, linear_in=(1, 2)), bench=_bench((32, 64, 32, 32), groups=8))
+                  normalisation_space(group_configs(), GROUP_EDGES), magnitude=_group_magnitude,
+                  hints=Hints(per_example=True, linear_in=(1, 2)), errors=GROUP_ERRORS,
+                  bench=_bench((32, 64, 32, 32), groups=8))
 rmsnorm = Layer("rmsnorm", ref.rmsnorm_forward, ref.rmsnorm_backward, jax_rmsnorm,
-                normalisation_inputs(ROW_MENU, n_params=1), magnitude=_rms_magnitude, hints=Hints(per_example=True, linear_in=(1,)), bench=_bench((256, 1024), n_params=1))
+                normalisation_space(_rows(0), ROW_EDGES, n_params=1), magnitude=_rms_magnitude,
+                hints=Hints(per_example=True, linear_in=(1,)), errors=RMSNORM_ERRORS,
+                bench=_bench((256, 1024), n_params=1))
 
 
 # ----------------------------------------------------------------------------------------
@@ -287,6 +418,80 @@ def _rmsnorm_staged(dout, cache):
     return dxhat * cache.inv_std + 2.0 * cache.xmu * dms / d, (dout * cache.xhat).sum(axis=0)
 
 
+# Written so that one switch plants a bug the menus of fixed shapes could not see: the
+# mutants below are these backwards with the switch the other way.
+
+def _synced_mean(devices, axis, *, weighted):
+    """The mean along ``axis`` as ``devices`` devices compute it between them: t split by
+    np.array_split, each device's mean of its part, combined over the devices holding any,
+    weighted by their sizes (or each counted once: right only when all hold as many)."""
+    def mean(t):
+        parts = [part for part in np.array_split(t, devices, axis=axis) if part.shape[axis]]
+        if weighted:
+            return sum(part.shape[axis] * part.mean(axis=axis, keepdims=True) for part in parts) / t.shape[axis]
+        return sum(part.mean(axis=axis, keepdims=True) for part in parts) / len(parts)
+    return mean
+
+
+def _closed_batchnorm(*, mean_term=True, projection_term=True, mean=lambda t: t.mean(axis=0, keepdims=True)):
+    """batchnorm's closed form, the means over the batch taken by ``mean``; a term may be left out."""
+    def backward(dout, c):
+        g = dout * c.gamma
+        dxhat = g
+        if mean_term:
+            dxhat = dxhat - mean(g)
+        if projection_term:
+            dxhat = dxhat - c.xhat * mean(g * c.xhat)
+        return c.inv_std * dxhat, (dout * c.xhat).sum(axis=0), dout.sum(axis=0)
+    return backward
+
+
+def _batchnorm_backward_features_first(features_first):
+    """The closed form on (D, N) arrays, as a library that takes either layout computes it:
+    dout is transposed to (D, N) unless ``features_first(dout, cache)`` says it already is."""
+    def backward(dout, c):
+        dy = dout if features_first(dout, c) else dout.T
+        xhat, g = c.xhat.T, dy * c.gamma.T
+        dx = c.inv_std.T * (g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True))
+        return dx.T, (dy * xhat).sum(axis=1), dy.sum(axis=1)
+    return backward
+
+
+def _groupnorm_backward_dispatching(channels_per_block):
+    """groupnorm's backward as a library dispatches it: G = 1 and G = C to their own paths
+    (the layernorm and instance-norm kernels; here the reference), any other G through a
+    general path whose means run over blocks of ``channels_per_block(C, G)`` channels."""
+    def backward(dout, cache):
+        n, c, h, w = dout.shape
+        groups = cache.xhat.shape[1]
+        if groups in (1, c):
+            return ref.groupnorm_backward(dout, cache)
+        per_block = channels_per_block(c, groups)
+
+        def block_mean(t):
+            blocks = t.reshape(n, c // per_block, per_block * h * w)
+            return np.broadcast_to(blocks.mean(axis=2, keepdims=True), blocks.shape).reshape(t.shape)
+
+        xhat = cache.xhat.reshape(dout.shape)
+        inv_std = np.broadcast_to(cache.inv_std, cache.xhat.shape).reshape(dout.shape)
+        g = dout * cache.gamma.reshape(1, c, 1, 1)
+        dx = inv_std * (g - block_mean(g) - xhat * block_mean(g * xhat))
+        return dx, (dout * xhat).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
+    return backward
+
+
+def _rmsnorm_backward_with(mean):
+    """dx = (1/r)(g - xhat mean(g xhat)), the mean along each row taken by ``mean``."""
+    def backward(dout, c):
+        g = dout * c.gamma
+        return c.inv_std * (g - c.xhat * mean(g * c.xhat)), (dout * c.xhat).sum(axis=0)
+    return backward
+
+
+TENSOR_PARALLEL = 8
+"""Devices an rmsnorm row's features are split over (tensor parallelism)."""
+
+
 VARIANTS = (
     Variant("batchnorm", "closed_form", "batchnorm_alt's closed form on batchnorm's cache",
             ref.batchnorm_alt_backward),
@@ -299,6 +504,14 @@ VARIANTS = (
             _layernorm_via_batchnorm),
     Variant("groupnorm", "loop_over_groups", "explicit loop over the channel groups", _groupnorm_loop_over_groups),
     Variant("rmsnorm", "staged", "graph walk through mean(x^2) and (ms + eps)^(-1/2)", _rmsnorm_staged),
+    Variant("batchnorm_alt", "two_devices", "the batch means synced over two devices, weighted by their rows",
+            _closed_batchnorm(mean=_synced_mean(2, 0, weighted=True))),
+    Variant("batchnorm", "features_first", "the closed form on (D, N) arrays, the layout read from the "
+            "shape the forward recorded", _batchnorm_backward_features_first(lambda dout, c: dout.shape != c.x_shape)),
+    Variant("groupnorm", "dispatching", "G = 1 and G = C by their own paths, any other G by blocks of C/G channels",
+            _groupnorm_backward_dispatching(lambda c, groups: c // groups)),
+    Variant("rmsnorm", "tensor_parallel", f"each row's mean synced over {TENSOR_PARALLEL} devices, weighted "
+            "by their features", _rmsnorm_backward_with(_synced_mean(TENSOR_PARALLEL, 1, weighted=True))),
 )
 
 
@@ -316,19 +529,6 @@ def _staged_batchnorm(*, mean_path=True, variance_path=True, var_divisor=lambda 
             dxmu = dxmu + 2.0 * c.xmu * dvar / var_divisor(n)
         dx = dxmu - dxmu.sum(axis=0, keepdims=True) / n if mean_path else dxmu
         return dx, (dout * c.xhat).sum(axis=0), dout.sum(axis=0)
-    return backward
-
-
-def _closed_batchnorm(*, mean_term=True, projection_term=True):
-    """The closed form with a term missing."""
-    def backward(dout, c):
-        g = dout * c.gamma
-        dxhat = g
-        if mean_term:
-            dxhat = dxhat - g.mean(axis=0, keepdims=True)
-        if projection_term:
-            dxhat = dxhat - c.xhat * (g * c.xhat).mean(axis=0, keepdims=True)
-        return c.inv_std * dxhat, (dout * c.xhat).sum(axis=0), dout.sum(axis=0)
     return backward
 
 
@@ -385,4 +585,18 @@ MUTANTS = (
            lambda dout, c: (dout * c.gamma * c.inv_std, (dout * c.xhat).sum(axis=0)), bug='formula'),
     Mutant("rmsnorm", "centred", "layernorm's backward, subtracting a mean that rmsnorm never took",
            lambda dout, c: ref.layernorm_backward(dout, c)[:2], bug='formula'),
+    # Wrong only where no menu looked: an odd batch of 3 or more, a square (N, N) batch,
+    # 1 < G < C with C != G^2, more features than devices and not a multiple of them.
+    Mutant("batchnorm_alt", "two_devices_unweighted", "the batch means synced over two devices as the mean "
+           "of their means: right only when both hold as many rows (N even)",
+           _closed_batchnorm(mean=_synced_mean(2, 0, weighted=False)), bug='formula'),
+    Mutant("batchnorm", "layout_by_length", "dout taken as features-first (D, N) whenever its first axis has "
+           "D entries: a square batch is not transposed",
+           _batchnorm_backward_features_first(lambda dout, c: dout.shape[0] == c.gamma.size), bug='transpose'),
+    Mutant("groupnorm", "blocks_of_g_channels", "the general path (1 < G < C) averages over blocks of G "
+           "channels, not C/G: the same blocks only when C = G^2",
+           _groupnorm_backward_dispatching(lambda c, groups: groups), bug='wrong_axis'),
+    Mutant("rmsnorm", "tensor_parallel_unweighted", f"each row's mean synced over {TENSOR_PARALLEL} devices as "
+           "the mean of their means: right only when all hold as many features",
+           _rmsnorm_backward_with(_synced_mean(TENSOR_PARALLEL, 1, weighted=False)), bug='formula'),
 )

@@ -3,10 +3,14 @@
 The forwards are ``jax.nn.softmax`` and ``jax.nn.log_softmax``; JAX differentiates softmax
 by its own rule (y * (t - sum(y t))) and log_softmax through its max-shifted logsumexp.
 
-``axis`` is drawn from the non-batch axes only, so that row i of the output depends on row
-i of x alone and the layers are ``per_example``; axis 0 works too (tests/layers/test_softmax.py).
+The space: any axis, positive or negative, of an array of rank 1-4 with sides 0-5 (the
+class axis at least 1). Over any axis but axis 0 row i of the output depends on row i of x
+alone, and the layers are ``per_example`` there; over axis 0 (a rank-1 array included) the
+batch axis is the class axis, and they are not.
 """
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +19,12 @@ from hypothesis import strategies as st
 
 from reference import softmax as ref
 from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.space import Space
+from verification.specs.activations import draw_shape, error_cases
 from verification.strategies import VALUE_BOUND, arrays
 
-# (shape, axis): rows of 4 classes, a single class (y = 1, dx = 0), an empty batch, and the
-# middle axis of a rank-3 array. axis is static for the oracle: each pair compiles once.
-MENU = (((3, 4), -1), ((1, 1), -1), ((0, 4), -1), ((2, 3, 4), 1))
+MAX_SIZE = 120
+"""At most this many elements: the explicit Jacobian has size^2 <= 14,400 entries."""
 LOGIT_BOUNDS = (VALUE_BOUND, 60.0, 1000.0)
 """Each example's logits lie in [-b, b] for one b of these: 2, where every class counts;
 60, where e^(x - m) spans e^-120, below float32's normal range (1e-38); and 1000, where
@@ -83,11 +88,68 @@ def _log_softmax_magnitude(f, arrays, hyper, dout):
     return jnp.abs(z) + log_z + big_r, (dx,)
 
 
+# ----------------------------------------------------------------------------------------
+# The input space. axis is static for the oracle: each (shape, axis) compiles once.
+
 @st.composite
-def softmax_inputs(draw):
-    shape, axis = draw(st.sampled_from(MENU))
-    bound = draw(st.sampled_from(LOGIT_BOUNDS))
-    return (draw(arrays(shape, low=-bound, high=bound)),), {"axis": axis}
+def softmax_configs(draw):
+    """Rank 1-4, the class axis any one of them, written positive or negative; sides 0-5,
+    the class axis' at least 1 (the reference refuses a distribution over no classes).
+    Half the time another axis (an earlier one first) is given the class axis' length: a
+    backward that finds the class axis by its length, or mixes two axes of one length, is
+    wrong only there."""
+    rank = draw(st.integers(1, 4))
+    axis, negative, repeat = draw(st.integers(0, rank - 1)), draw(st.booleans()), draw(st.booleans())
+    others = [a for a in range(rank) if a != axis] or [axis]  # rank 1: no other axis
+    other = others[draw(st.integers(0, len(others) - 1))]
+    shape = list(draw_shape(draw, rank, low=0, high=5, max_size=MAX_SIZE, nonzero=(axis,)))
+    if repeat and shape[other] and shape[axis] * math.prod(shape) // shape[other] <= MAX_SIZE:
+        shape[other] = shape[axis]
+    return {"shape": tuple(shape), "axis": axis - rank if negative else axis}
+
+
+SOFTMAX_EDGES = (
+    {"shape": (3, 4), "axis": -1},     # rows of 4 classes
+    {"shape": (1, 1), "axis": -1},     # a single class: y = 1, dx = 0
+    {"shape": (0, 4), "axis": -1},     # an empty batch
+    {"shape": (2, 3, 4), "axis": 1},   # the middle axis of a rank-3 array
+    {"shape": (5,), "axis": 0},        # rank 1: one distribution, the batch axis is the class axis
+    {"shape": (4, 3), "axis": 0},      # the batch axis itself, of a matrix
+    {"shape": (3, 3), "axis": -1},     # square: an axis before the class axis has its length
+    {"shape": (2, 3, 3), "axis": -3},  # two before the last: moved last, the other axes shift (a swap
+                                       # would exchange two); trailing axes of one length keep the shape
+)
+
+
+def softmax_values(config):
+    """Logits in [-b, b], b one of LOGIT_BOUNDS for the whole example."""
+    logits = st.sampled_from(LOGIT_BOUNDS).flatmap(lambda b: arrays(config["shape"], low=-b, high=b))
+    return st.tuples(st.tuples(logits), st.just({"axis": config["axis"]}))
+
+
+def _per_example(arrays, hyper) -> bool:
+    """Row i of y depends on row i of x alone unless the class axis is the batch axis 0."""
+    (x,) = arrays
+    return hyper["axis"] % x.ndim != 0
+
+
+BAD = (
+    ("axis past the last", (np.ones((3, 4)),), {"axis": 2}, ValueError,
+     "axis is 2 but x has shape (3, 4): axis must lie in [-2, 2)"),
+    ("axis before the first", (np.ones((3, 4)),), {"axis": -3}, ValueError, "axis is -3 but x has shape (3, 4)"),
+    ("axis a float", (np.ones((3, 4)),), {"axis": 1.0}, TypeError, "axis must be an int, got float 1.0"),
+    ("axis a bool", (np.ones((3, 4)),), {"axis": True}, TypeError, "axis must be an int, got bool True"),
+    ("axis passed by position", (np.ones((3, 4)), 1), {}, TypeError, "positional argument"),
+    ("x 0-d", (np.array(1.0),), {}, ValueError,
+     "x has shape () but an array of at least 1 dimensions (..., C, ...)"),
+    ("x a list", ([1.0, 2.0],), {}, TypeError, "x must be a numpy.ndarray of floats, got list"),
+    ("x of integers", (np.arange(3),), {}, TypeError, "x has dtype int64 (shape (3,)) but float32 or float64"),
+    ("x float16", (np.ones((3, 4), np.float16),), {}, TypeError,
+     "x has dtype float16 (shape (3, 4)) but float32 or float64 is expected"),
+    ("no classes", (np.ones((3, 0)),), {}, ValueError,
+     "x has shape (3, 0) but axis 1 is empty: at least one class is needed"),
+)
+ERRORS = error_cases(*BAD)
 
 
 def softmax_bench(rng):
@@ -95,10 +157,12 @@ def softmax_bench(rng):
     return BenchCase((3.0 * rng.standard_normal((256, 4096)),), {"axis": -1})
 
 
-softmax = Layer("softmax", ref.softmax_forward, ref.softmax_backward, jax_softmax, softmax_inputs(),
-                magnitude=_softmax_magnitude, hints=Hints(per_example=True), bench=softmax_bench)
+softmax = Layer("softmax", ref.softmax_forward, ref.softmax_backward, jax_softmax,
+                Space(softmax_configs(), softmax_values, edges=SOFTMAX_EDGES), magnitude=_softmax_magnitude,
+                hints=Hints(per_example=_per_example), errors=ERRORS, bench=softmax_bench)
 log_softmax = Layer("log_softmax", ref.log_softmax_forward, ref.log_softmax_backward, jax_log_softmax,
-                    softmax_inputs(), magnitude=_log_softmax_magnitude, hints=Hints(per_example=True), bench=softmax_bench)
+                    Space(softmax_configs(), softmax_values, edges=SOFTMAX_EDGES), magnitude=_log_softmax_magnitude,
+                    hints=Hints(per_example=_per_example), errors=ERRORS, bench=softmax_bench)
 
 
 # ----------------------------------------------------------------------------------------
@@ -119,10 +183,50 @@ def _log_softmax_forward_recomputed(x, *, axis=-1):
     return y, cache._replace(probs=ref.softmax_forward(y, axis=axis)[0])
 
 
+# Written so that one switch plants a bug the menus of fixed shapes could not see: the
+# mutants below are these backwards with the switch the other way.
+
+def _softmax_backward_class_axis_last(take_out):
+    """The class axis moved last by ``take_out(t, axis)``, the sum along -1, and moved back to
+    its place with np.moveaxis."""
+    def backward(dout, cache):
+        y, g = take_out(cache.y, cache.axis), take_out(dout, cache.axis)
+        dx = y * (g - np.sum(g * y, axis=-1, keepdims=True))
+        return (np.moveaxis(dx, -1, cache.axis),)
+    return backward
+
+
+def _softmax_backward_by_example(*, batch_axis_checked):
+    """One example (a slice along axis 0) at a time, its class axis one lower than the array's;
+    ``batch_axis_checked``: when the class axis is axis 0 itself, the whole array at once."""
+    def backward(dout, cache):
+        y, axis = cache
+        if batch_axis_checked and axis == 0:
+            return (y * (dout - np.sum(dout * y, axis=0, keepdims=True)),)
+        dx = np.empty_like(dout)
+        for i in range(len(y)):
+            dx[i] = y[i] * (dout[i] - np.sum(dout[i] * y[i], axis=axis - 1, keepdims=True))
+        return (dx,)
+    return backward
+
+
+def _log_softmax_backward_along(class_axis):
+    """dx = dout - p sum(dout), the sum along ``class_axis(cache)``."""
+    def backward(dout, cache):
+        return (dout - cache.probs * np.sum(dout, axis=class_axis(cache), keepdims=True),)
+    return backward
+
+
 VARIANTS = (
     Variant("softmax", "jacobian", "the explicit per-slice Jacobian diag(y) - y y^T", _softmax_backward_jacobian),
     Variant("log_softmax", "recomputed", "softmax recomputed from y by softmax_forward",
             forward=_log_softmax_forward_recomputed),
+    Variant("softmax", "moved_last", "the class axis moved last with np.moveaxis and moved back the same way",
+            _softmax_backward_class_axis_last(lambda t, axis: np.moveaxis(t, axis, -1))),
+    Variant("softmax", "by_example", "one example at a time, the whole array when the class axis is axis 0",
+            _softmax_backward_by_example(batch_axis_checked=True)),
+    Variant("log_softmax", "cached_axis", "the sum along the class axis the forward cached",
+            _log_softmax_backward_along(lambda cache: cache.axis)),
 )
 
 
@@ -156,4 +260,15 @@ MUTANTS = (
            "log-probabilities where the probabilities e^y belong", forward=_log_softmax_forward_caching_y, bug='formula'),
     Mutant("log_softmax", "elementwise_not_sum", "dx = dout - e^y dout: the sum over classes forgotten",
            lambda dout, c: (dout - c.probs * dout,), bug='formula'),
+    # Wrong only where no menu looked: the class axis two or more before the last (rank >= 3),
+    # the class axis being the batch axis, an earlier axis as long as the class axis.
+    Mutant("softmax", "swapped_out_moved_back", "the class axis swapped last with np.swapaxes but moved back "
+           "with np.moveaxis: the other axes come back rotated when it is two or more before the last",
+           _softmax_backward_class_axis_last(lambda t, axis: np.swapaxes(t, axis, -1)), bug='transpose'),
+    Mutant("softmax", "batch_axis_assumed", "one example at a time along the class axis less one, also when "
+           "the class axis is the batch axis 0: each example's last axis instead",
+           _softmax_backward_by_example(batch_axis_checked=False), bug='wrong_axis'),
+    Mutant("log_softmax", "axis_by_length", "the sum along the first axis as long as the class axis, "
+           "not the class axis itself", _log_softmax_backward_along(lambda c: c.probs.shape.index(c.probs.shape[c.axis])),
+           bug='wrong_axis'),
 )
