@@ -17,8 +17,7 @@ from .checks.properties import per_example
 
 def declared(layer) -> set[str]:
     hints = layer.hints
-    return ({"elementwise"} if hints.elementwise else set()) | ({"linear_in"} if hints.linear_in else set()) | (
-        {"per_example"} if hints.per_example else set())
+    return {name for name in ("elementwise", "linear_in", "per_example", "pad") if getattr(hints, name)}
 
 
 def check_hints(trial, pending: set[str]) -> set[str]:
@@ -28,7 +27,8 @@ def check_hints(trial, pending: set[str]) -> set[str]:
     done = set()
     for hint, testable, test in (("elementwise", _elementwise_testable, _elementwise),
                                  ("linear_in", lambda t: True, _linear_in),
-                                 ("per_example", _per_example_testable, _per_example)):
+                                 ("per_example", _per_example_testable, _per_example),
+                                 ("pad", lambda t: True, _pad)):
         if hint in pending and testable(trial):
             problem = test(trial)
             if problem:
@@ -52,6 +52,23 @@ def _elementwise(trial):
         if not np.allclose(got, want, rtol=1e-10, atol=1e-300):
             return ("elementwise=True is wrong: evaluated as one padded vector the specification gives other values "
                     "(out[i] must depend on x[i] alone)")
+    return ""
+
+
+def _pad(trial):
+    """Padded into its bucket and evaluated as it is, the example gives the same oracles."""
+    plain = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, share_shapes=False)
+    padded = trial.oracle
+    pairs = [*zip(plain.outs, padded.outs), *zip(plain.vjp, padded.vjp)]
+    if plain.grad_scales is not None and padded.grad_scales is not None:
+        pairs += list(zip(plain.grad_scales, padded.grad_scales))
+    for want, got in pairs:
+        if np.shape(want) != np.shape(got) or not np.allclose(got, want, rtol=1e-9, atol=1e-12 * max(
+                1.0, float(np.max(np.abs(want), initial=0.0)))):
+            return ("pad is wrong: evaluated in its bucket the specification gives other values (the padding must "
+                    "leave the real outputs, gradients and magnitudes unchanged)")
+    if not np.isclose(plain.jvp, padded.jvp, rtol=1e-9, atol=1e-12):
+        return "pad is wrong: the forward-mode route changes when the example is padded"
     return ""
 
 

@@ -46,11 +46,19 @@ class Hints:
     elementwise: one input, an output of the input's shape, and out[i] depends on x[i]
         alone (the activations). The oracles then evaluate every small shape as one
         zero-padded vector, so the shapes of a space share one compiled program.
+    pad: ``pad(arrays, hyper) -> (arrays, hyper)``: the example embedded, exactly, in a larger
+        one (its bucket), so that the configurations of a space share a few compiled programs.
+        Every array keeps its rank and grows at the end of its axes (``verification.space.
+        grow``), with values that leave the real outputs unchanged (zeros for features and
+        hidden units, masked keys, -inf logits ...), and an output of the padded example has the
+        real output as its prefix; cotangents and tangents are padded with zeros, so a padded
+        output pulls nothing back. Checked on the first example: padded and plain agree.
     """
 
     per_example: bool | Callable[[tuple, dict], bool] = False
     linear_in: tuple[int, ...] = ()
     elementwise: bool = False
+    pad: Callable[[tuple, dict], tuple[tuple, dict]] | None = None
 
 
 @dataclass(frozen=True)

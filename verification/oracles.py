@@ -187,6 +187,7 @@ def forget() -> None:
     """Drop every compiled oracle program. A process that checks layer after layer would
     otherwise hold them all (2-4 MiB per configuration: a whole catalogue run, gigabytes)."""
     _compiled.cache_clear()
+    _shapes_seen.clear()
     jax.clear_caches()
 
 
@@ -198,11 +199,14 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
     float64 array per output; ``tangents``: one float64 tangent per input. With
     ``layer.hints.elementwise``, one input of at most ``ELEMENTWISE_LENGTH`` elements (and no
     array hyperparameter) is evaluated as a zero-padded vector of that length, which every
-    shape shares (``share_shapes=False`` evaluates it as it is).
+    shape shares; with ``layer.hints.pad``, the example is evaluated in the bucket the hint
+    embeds it in (``share_shapes=False`` evaluates it as it is).
     """
     if (share_shapes and layer.hints.elementwise and len(arrays) == 1 and np.size(arrays[0]) <= ELEMENTWISE_LENGTH
             and not any(isinstance(v, np.ndarray) for v in hyper.values())):
         return _evaluate_as_vector(layer, arrays[0], hyper, douts, douts2, tangents, with_jacobian)
+    if share_shapes and layer.hints.pad is not None:
+        return _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobian)
     static, traced = split_hyper(hyper)
     function = _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), len(douts) > 1)
     raw = jax.device_get(function(tuple(arrays), traced, tuple(douts), tuple(tangents)))
@@ -223,6 +227,57 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
         jacobian=arrays_of("jacobian"), out_scales=arrays_of("out_scales"), grad_scales=arrays_of("grad_scales"),
         grad_scales2=arrays_of("grad_scales", second), out_underflow=arrays_of("out_underflow"),
         grad_underflow=arrays_of("grad_underflow"), scale_source=source)
+
+
+OUTPUT_FIELDS = ("outs", "out_scales", "out_underflow")
+"""OracleResult fields with one array per output; the others with arrays have one per input."""
+
+
+def _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobian) -> OracleResult:
+    """The oracles on the example embedded in its bucket (``Hints.pad``), every result cut back.
+
+    The padded example's cotangents and tangents are the real ones with zeros appended, so
+    the padding's outputs pull nothing back and its inputs push nothing forward: the prefix of
+    each result is the real example's (which the hint's check confirms on the first example).
+    """
+    padded, padded_hyper = layer.hints.pad(tuple(arrays), dict(hyper))
+    if len(padded) != len(arrays) or any(np.ndim(p) != np.ndim(a) or any(m < n for m, n in zip(np.shape(p), np.shape(a)))
+                                         for p, a in zip(padded, arrays)):
+        from .layer import LayerDefinitionError
+
+        raise LayerDefinitionError(f"{layer.name}: the hint pad must return every array with its rank and sizes at "
+                                   f"least the original's, got {[np.shape(p) for p in padded]} for "
+                                   f"{[np.shape(a) for a in arrays]}")
+    out_shapes = _out_shapes(layer.jax_forward, tuple(np.shape(p) for p in padded), padded_hyper)
+
+    def grow(a, shape):
+        return np.pad(np.asarray(a, np.float64), [(0, m - n) for n, m in zip(np.shape(a), shape)])
+
+    first = tuple(grow(d, s) for d, s in zip(douts, out_shapes))
+    second = first if douts2 is douts else tuple(grow(d, s) for d, s in zip(douts2, out_shapes))
+    result = evaluate(layer, padded, padded_hyper, first, second,
+                      tuple(grow(t, np.shape(p)) for t, p in zip(tangents, padded)),
+                      with_jacobian=with_jacobian, share_shapes=False)
+
+    def cut(values, shapes):
+        return tuple(np.asarray(v)[tuple(slice(0, n) for n in shape)] for v, shape in zip(values, shapes))
+
+    return result._replace(**{
+        field: cut(value, [np.shape(d) for d in douts] if field in OUTPUT_FIELDS else [np.shape(a) for a in arrays])
+        for field, value in result._asdict().items() if isinstance(value, tuple)})
+
+
+_shapes_seen: dict = {}
+
+
+def _out_shapes(jax_forward, shapes, hyper) -> tuple:
+    """The output shapes of the forward on arrays of ``shapes`` (abstract evaluation, once each)."""
+    static, traced = split_hyper(hyper)
+    key = (jax_forward, shapes, static, tuple((k, np.shape(v)) for k, v in traced.items()))
+    if key not in _shapes_seen:
+        out = jax.eval_shape(lambda *a: jax_forward(*a, **hyper), *(jax.ShapeDtypeStruct(s, np.float64) for s in shapes))
+        _shapes_seen[key] = tuple(o.shape for o in leaves(out))
+    return _shapes_seen[key]
 
 
 def _evaluate_as_vector(layer, x, hyper, douts, douts2, tangents, with_jacobian) -> OracleResult:

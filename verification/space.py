@@ -107,3 +107,21 @@ def _span(values: set) -> str:
 def describe_coverage(configs: Iterable[dict]) -> str:
     """One line: ``N 0-5, stride 1-3, padding 0-3, groups 1-4``."""
     return ", ".join(f"{key} {span}" for key, span in coverage(configs).items())
+
+
+def grow(array, shape, value=0.0):
+    """``array`` padded at the end of each axis to ``shape`` with ``value`` (for ``Hints.pad``)."""
+    import numpy as np
+
+    array = np.asarray(array)
+    return np.pad(array, [(0, max(0, m - n)) for n, m in zip(array.shape, shape)], constant_values=value)
+
+
+def bucket(*targets):
+    """A ``Hints.pad`` that grows array i to ``targets[i]`` (None in a target keeps that axis;
+    a None target keeps the array), with zeros; hyperparameters unchanged."""
+    def pad(arrays, hyper):
+        grown = tuple(a if t is None else grow(a, tuple(n if m is None else m for n, m in zip(a.shape, t)))
+                      for a, t in zip(arrays, targets))
+        return grown, hyper
+    return pad

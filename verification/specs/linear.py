@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from reference import linear as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, bucket
 from verification.strategies import arrays_of, rarely_zero
 from verification.tolerance import multilinear_magnitude
 
@@ -131,7 +131,8 @@ def affine_bench(rng, n=128, features=(64, 8, 8), m=1024):
 
 linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear,
                Space(linear_configs(), linear_values, edges=LINEAR_EDGES), magnitude=multilinear_magnitude,
-               hints=Hints(per_example=True, linear_in=(0, 1)), errors=LINEAR_ERRORS, bench=linear_bench)
+               hints=Hints(per_example=True, linear_in=(0, 1), pad=bucket((8, 8), (8, 8))), errors=LINEAR_ERRORS,
+               bench=linear_bench)
 affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine,
                Space(affine_configs(), affine_values, edges=AFFINE_EDGES), magnitude=multilinear_magnitude,
                hints=Hints(per_example=True, linear_in=(0, 1, 2)), errors=AFFINE_ERRORS, bench=affine_bench)
