@@ -40,6 +40,9 @@ DTYPES = ("float64", "float32")
 EXPLORE = 30
 """Examples drawn from the whole space per run, in the explore phase: each usually a new
 configuration, and each new configuration is a compile (tens of milliseconds)."""
+MIN_CONFIGURATIONS = 25
+"""Distinct configurations a run explores at least (budget allowing): the explore phase draws
+more where hypothesis repeated itself."""
 JACOBIAN_CONFIGS = 10
 """Explored configurations that also get the explicit Jacobian (every edge does too): its
 program takes two to four times as long to compile as the one without."""
@@ -256,6 +259,11 @@ class _Run:
             self._phase("edges", space.draws([edge]), 1, seed * 7919 + i, jacobian=True)
         explore = min(EXPLORE, budget - self.drawn)
         self._phase("explore", space.draws(), explore, seed * 7919 + 1000, jacobian=True)
+        for attempt in range(1, 4):  # hypothesis repeats simple configurations: top up to MIN_CONFIGURATIONS
+            missing, rest = MIN_CONFIGURATIONS - len(self.configs), budget - self.drawn
+            if missing <= 0 or rest <= 0:
+                break
+            self._phase("explore", space.draws(), min(rest, 2 * missing), seed * 7919 + 1000 + attempt, jacobian=True)
         rest = budget - self.drawn
         if rest > 0 and self.configs:
             ordered = sorted(self.configs.values(), key=_simplicity)
