@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -72,6 +73,16 @@ class ErrorCase:
     hyper: dict
     error: type[Exception]
     match: str
+
+    @classmethod
+    def literal(cls, description, arrays, hyper, error, message) -> "ErrorCase":
+        """The case whose message must contain ``message`` as written (not a pattern)."""
+        return cls(description, arrays, hyper, error, re.escape(message))
+
+    @classmethod
+    def literal_rows(cls, *rows) -> tuple["ErrorCase", ...]:
+        """``literal`` cases from rows (description, arrays, hyper, error, message)."""
+        return tuple(cls.literal(*row) for row in rows)
 
 
 @dataclass(frozen=True)

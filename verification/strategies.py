@@ -199,6 +199,25 @@ def rarely_zero(high: int) -> st.SearchStrategy[int]:
     return st.integers(0, 3 * high).map(lambda v: -(-v // 3))
 
 
+EMPTY_ONE_IN = 10
+"""Where a side may be 0, it is 0 one time in this many: an empty array is an edge case to
+meet on every run, not a third of all draws (as 0-5 drawn evenly would make of rank 3)."""
+
+
+def draw_shape(draw, rank: int, *, low: int, high: int, max_size: int, nonzero=()) -> tuple[int, ...]:
+    """A shape of ``rank`` sides in [low, high] (the axes in ``nonzero``: at least 1), drawn in
+    order, each at most what the sides before it leave of ``max_size`` elements (after a side
+    of 0 the array is empty whatever follows). Built, not filtered: every side shrinks toward
+    1 (and toward not being 0), so a shrunk failure has the smallest shape the bug allows."""
+    shape: list[int] = []
+    for axis in range(rank):
+        room = max_size // max(math.prod(shape), 1)
+        side = draw(st.integers(max(low, 1), max(1, min(high, room))))
+        empty = low == 0 and axis not in nonzero and draw(st.integers(1, EMPTY_ONE_IN)) == EMPTY_ONE_IN
+        shape.append(0 if empty else side)
+    return tuple(shape)
+
+
 def arrays_of(*shapes, low: float = -VALUE_BOUND, high: float = VALUE_BOUND) -> st.SearchStrategy[tuple]:
     """A tuple of independent arrays, one per shape."""
     return st.tuples(*(arrays(s, low=low, high=high) for s in shapes))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +38,7 @@ from reference import activations as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.oracles import ELEMENTWISE_LENGTH
 from verification.space import Space
-from verification.strategies import arrays, floats, signed, values
+from verification.strategies import arrays, draw_shape, floats, signed, values
 
 WIDE = 30.0
 """Half the entries are drawn from [-2, 2], where the curves bend, half from [-30, 30], where
@@ -147,25 +146,6 @@ _silu_magnitude = functools.partial(_elementwise_magnitude, gate=jax_sigmoid)
 # ----------------------------------------------------------------------------------------
 # The input space.
 
-EMPTY_ONE_IN = 10
-"""Where a side may be 0, it is 0 one time in this many: an empty array is an edge case to
-meet on every run, not a third of all draws (as 0-5 drawn evenly would make of rank 3)."""
-
-
-def draw_shape(draw, rank: int, *, low: int, high: int, max_size: int, nonzero=()) -> tuple[int, ...]:
-    """A shape of ``rank`` sides in [low, high] (the axes in ``nonzero``: at least 1), drawn in
-    order, each at most what the sides before it leave of ``max_size`` elements (after a side
-    of 0 the array is empty whatever follows). Built, not filtered: every side shrinks toward
-    1 (and toward not being 0), so a shrunk failure has the smallest shape the bug allows."""
-    shape: list[int] = []
-    for axis in range(rank):
-        room = max_size // max(math.prod(shape), 1)
-        side = draw(st.integers(max(low, 1), max(1, min(high, room))))
-        empty = low == 0 and axis not in nonzero and draw(st.integers(1, EMPTY_ONE_IN)) == EMPTY_ONE_IN
-        shape.append(0 if empty else side)
-    return tuple(shape)
-
-
 @st.composite
 def elementwise_configs(draw):
     """Any shape of rank 0-4 and at most ELEMENTWISE_LENGTH elements: the oracle evaluates
@@ -196,12 +176,6 @@ def activation_space(elements, **hyper) -> Space:
     return Space(elementwise_configs(), examples, edges=ELEMENTWISE_EDGES)
 
 
-def error_cases(*rows) -> tuple[ErrorCase, ...]:
-    """ErrorCases from rows (description, arrays, hyper, error, message): the message is
-    matched as it is written (a substring, not a pattern)."""
-    return tuple(ErrorCase(what, args, hyper, error, re.escape(message)) for what, args, hyper, error, message in rows)
-
-
 # Bad calls: every activation refuses what is not a float32/float64 array.
 BAD_X = (
     ("a list", [1.0, 2.0], TypeError, "x must be a numpy.ndarray of floats, got list"),
@@ -213,7 +187,7 @@ BAD_X = (
 
 def _errors(*own, **hyper) -> tuple[ErrorCase, ...]:
     """The bad x's (with valid ``hyper``), then the layer's ``own`` bad calls (rows of error_cases)."""
-    return error_cases(*((f"x is {what}", (x,), hyper, error, message) for what, x, error, message in BAD_X), *own)
+    return ErrorCase.literal_rows(*((f"x is {what}", (x,), hyper, error, message) for what, x, error, message in BAD_X), *own)
 
 
 def _activation(name, jax_forward, inputs, magnitude=_elementwise_magnitude, errors=_errors(), **bench_hyper):

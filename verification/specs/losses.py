@@ -24,10 +24,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import losses as ref
-from verification.layer import BenchCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Layer, Mutant, Variant
 from verification.space import Space
-from verification.specs.activations import draw_shape, error_cases
-from verification.strategies import arrays, arrays_of, indices, signed, values
+from verification.strategies import arrays, arrays_of, draw_shape, indices, signed, values
 
 WIDE_LOGIT = 100.0
 """Cross-entropy logits are also drawn from [-100, 100]: exp(100) overflows float32 (and
@@ -190,7 +189,7 @@ def bce_with_logits_values(config):
 # Bad calls and the errors they must raise.
 
 LABELS = np.array([0, 2])
-SCORES_ERRORS = error_cases(
+SCORES_ERRORS = ErrorCase.literal_rows(
     ("a label past the last class", (np.ones((2, 3)),), {"labels": np.array([0, 3])}, ValueError,
      "labels has entries in [0, 3] but they must lie in [0, 3) (class indices, C = 3)"),
     ("a negative label", (np.ones((2, 3)),), {"labels": np.array([-1, 0])}, ValueError,
@@ -208,7 +207,7 @@ SCORES_ERRORS = error_cases(
     ("x float16", (np.ones((2, 3), np.float16),), {"labels": LABELS}, TypeError,
      "x has dtype float16 (shape (2, 3)) but float32 or float64 is expected"),
 )
-MSE_ERRORS = error_cases(
+MSE_ERRORS = ErrorCase.literal_rows(
     ("shapes differ", (np.ones((2, 3)), np.ones((3, 2))), {}, ValueError,
      "y has shape (3, 2) but x has shape (2, 3): they must have the same shape"),
     ("dtypes differ", (np.ones(3), np.ones(3, np.float32)), {}, TypeError,
@@ -218,7 +217,7 @@ MSE_ERRORS = error_cases(
     ("x float16", (np.ones(3, np.float16), np.ones(3, np.float16)), {}, TypeError,
      "x has dtype float16 (shape (3,)) but float32 or float64 is expected"),
 )
-BCE_WITH_LOGITS_ERRORS = error_cases(
+BCE_WITH_LOGITS_ERRORS = ErrorCase.literal_rows(
     ("a target above 1", (np.ones(2),), {"targets": np.array([0.5, 1.5])}, ValueError,
      "targets (shape (2,)) has entries outside [0, 1], e.g. 1.5: they must be probabilities in [0, 1]"),
     ("a NaN target", (np.ones(2),), {"targets": np.array([np.nan, 0.5])}, ValueError,
@@ -406,7 +405,7 @@ MUTANTS = (
     Mutant("softmax_cross_entropy", "missing_mean", "dx = dL (p - onehot): the 1/N is missing",
            lambda dout, c: ((c.probs - np.eye(c.probs.shape[1], dtype=c.probs.dtype)[c.labels]) * dout,), bug='factor'),
     Mutant("softmax_cross_entropy", "onehot_not_subtracted", "dx = dL p / N: the label's -1 is missing",
-           lambda dout, c: (c.probs * (dout / len(c.probs)),), bug='formula'),
+           lambda dout, c: (c.probs * (dout / len(c.probs)),), bug='partial'),
     Mutant("softmax_cross_entropy", "unshifted", "forward without the max-shift: exp overflows",
            forward=_softmax_cross_entropy_forward_unshifted, bug='instability'),
     Mutant("svm_hinge", "correct_class_not_counted", "dx_iy left 0: the -sum of the row's slopes is missing",

@@ -16,9 +16,8 @@ from hypothesis import strategies as st
 from jax import lax
 
 from reference import normalisation as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
-from verification.specs.activations import error_cases
 from verification.strategies import arrays, floats
 
 # ----------------------------------------------------------------------------------------
@@ -299,13 +298,13 @@ COMMON_ERRORS = (  # batchnorm's; every layer with (N, D) and beta refuses the s
     ("eps negative", (X2, P3, P3), {"eps": -1e-5}, ValueError, "eps is -1e-05 but must lie in (0.0, inf)"),
     ("eps a string", (X2, P3, P3), {"eps": "1e-5"}, TypeError, "eps must be a real number, got str"),
 )
-BATCH_ERRORS = error_cases(*COMMON_ERRORS, (
+BATCH_ERRORS = ErrorCase.literal_rows(*COMMON_ERRORS, (
     "an empty batch", (np.ones((0, 3)), P3, P3), {}, ValueError,
     "x has shape (0, 3) but the batch size N must be at least 1"))
-LAYERNORM_ERRORS = error_cases(*COMMON_ERRORS, (
+LAYERNORM_ERRORS = ErrorCase.literal_rows(*COMMON_ERRORS, (
     "no features", (np.ones((4, 0)), np.ones(0), np.ones(0)), {}, ValueError,
     "x has shape (4, 0) but the feature count D must be at least 1"))
-RMSNORM_ERRORS = error_cases(
+RMSNORM_ERRORS = ErrorCase.literal_rows(
     ("x 1-d", (np.ones(3), P3), {}, ValueError, "x has shape (3,) but a 2-d array (N, D) is expected"),
     ("gamma of another length", (X2, np.ones(2)), {}, ValueError,
      "gamma has shape (2,) but x has shape (4, 3): gamma.shape[0] must equal x.shape[1] = 3"),
@@ -315,14 +314,14 @@ RMSNORM_ERRORS = error_cases(
     ("no features", (np.ones((4, 0)), np.ones(0)), {}, ValueError,
      "x has shape (4, 0) but the feature count D must be at least 1"),
 )
-SPATIAL_ERRORS = error_cases(
+SPATIAL_ERRORS = ErrorCase.literal_rows(
     ("x 2-d", (X2, P3, P3), {}, ValueError, "x has shape (4, 3) but a 4-d array (N, C, H, W) is expected"),
     ("gamma of another length", (X4, np.ones(2), P4), {}, ValueError, "gamma.shape[0] must equal x.shape[1] = 4"),
     ("x float16", (X4.astype(np.float16), P4.astype(np.float16), P4.astype(np.float16)), {}, TypeError,
      "x has dtype float16 (shape (2, 4, 2, 2)) but float32 or float64 is expected"),
     ("no pixels", (np.ones((0, 4, 2, 2)), P4, P4), {}, ValueError, "N*H*W must be at least 1"),
 )
-GROUP_ERRORS = error_cases(
+GROUP_ERRORS = ErrorCase.literal_rows(
     ("groups not dividing C", (X4, P4, P4), {"groups": 3}, ValueError,
      "groups is 3 but x has shape (2, 4, 2, 2): the channel count C = 4 must be divisible by groups"),
     ("groups 0", (X4, P4, P4), {"groups": 0}, ValueError, "groups is 0 but must be at least 1"),
@@ -574,7 +573,7 @@ MUTANTS = (
     Mutant("spatial_batchnorm", "dbeta_spatial_mean", "dbeta averages over H, W instead of summing",
            _spatial_dbeta_spatial_mean, bug='factor'),
     Mutant("layernorm", "batch_axis", "the backward normalises over the batch axis, as batchnorm",
-           _with_cache(ref.layernorm_backward, stat_axes=(0,)), bug='wrong_axis'),
+           _with_cache(ref.layernorm_backward, stat_axes=(0,)), bug='batch_mixing'),
     Mutant("layernorm", "gamma_outside_means", "gamma factored out of the means, as if it were a scalar",
            _layernorm_gamma_outside, bug='formula'),
     Mutant("groupnorm", "all_channels", "the backward reduces over all channels (as groups = 1)",

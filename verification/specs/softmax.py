@@ -18,10 +18,9 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import softmax as ref
-from verification.layer import BenchCase, Hints, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
-from verification.specs.activations import draw_shape, error_cases
-from verification.strategies import VALUE_BOUND, arrays
+from verification.strategies import VALUE_BOUND, arrays, draw_shape
 
 MAX_SIZE = 120
 """At most this many elements: the explicit Jacobian has size^2 <= 14,400 entries."""
@@ -149,7 +148,7 @@ BAD = (
     ("no classes", (np.ones((3, 0)),), {}, ValueError,
      "x has shape (3, 0) but axis 1 is empty: at least one class is needed"),
 )
-ERRORS = error_cases(*BAD)
+ERRORS = ErrorCase.literal_rows(*BAD)
 
 
 def softmax_bench(rng):
@@ -253,7 +252,7 @@ MUTANTS = (
     Mutant("softmax", "diagonal_only", "dx = y (1 - y) dout: only the Jacobian's diagonal",
            lambda dout, c: (c.y * (1 - c.y) * dout,), bug='formula'),
     Mutant("softmax", "sum_over_batch", "the sum runs over axis 0, the batch, not the classes",
-           lambda dout, c: (c.y * (dout - np.sum(dout * c.y, axis=0, keepdims=True)),), bug='wrong_axis'),
+           lambda dout, c: (c.y * (dout - np.sum(dout * c.y, axis=0, keepdims=True)),), bug='batch_mixing'),
     Mutant("softmax", "unshifted_forward", "the forward exponentiates x without subtracting the max",
            forward=_softmax_forward_unshifted, bug='instability'),
     Mutant("log_softmax", "log_probs_not_probs", "dx = dout - y sum(dout): the forward caches the "
