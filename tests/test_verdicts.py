@@ -210,3 +210,38 @@ def test_no_unit_of_the_checks_is_longer_than_80_lines():
             if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not isinstance(node, ast.ClassDef):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 80, f"{path.name}:{node.name} is {length} lines"
+
+
+# ---------------------------------------------------------------------------------------
+# Underflow inside a formula is part of the rounding analysis.
+
+def _textbook_softmax_loss(x, *, labels):
+    """The course's max-shifted softmax loss: p = exp(z - max) / sum, L = -mean log p_y."""
+    shifted = x - x.max(axis=1, keepdims=True)
+    p = np.exp(shifted)
+    p /= p.sum(axis=1, keepdims=True)
+    n = x.shape[0]
+    loss = np.asarray(-np.log(p[np.arange(n), labels]).sum() / n, dtype=x.dtype)
+    dx = p.copy()
+    dx[np.arange(n), labels] -= 1
+    return loss, (dx / n,)
+
+
+def _textbook_backward(dloss, cache):
+    return (cache[0] * dloss,)
+
+
+@st.composite
+def _gaps_near_94(draw):
+    gap = draw(st.floats(88.0, 100.0))
+    x = np.array([[0.0, gap, 1.0], [gap, 0.5, 0.0]])
+    return (x,), {"labels": np.array([0, 1])}  # each label on a logit ~gap below the row's max
+
+
+def test_the_textbook_softmax_loss_passes_in_float32_where_its_probability_underflows():
+    layer = dataclasses.replace(LAYERS["softmax_cross_entropy"], name="softmax_loss[textbook]",
+                                forward=_textbook_softmax_loss, backward=_textbook_backward, inputs=_gaps_near_94())
+    report = check_layer(layer, max_examples=30, dtypes=("float32",))
+    assert report.passed, report
+    worst = report.check("forward", "float32").worst_units
+    assert 0 < worst < 1

@@ -71,6 +71,9 @@ def jax_bce_with_logits(x, *, targets):
     return -jnp.mean(targets * _log_sigmoid(x) + (1.0 - targets) * _log_sigmoid(-x))
 
 
+SMALLEST_FLOAT32 = float(np.finfo(np.float32).smallest_subnormal)
+
+
 def _softmax_cross_entropy_magnitude(f, arrays, hyper, dout):
     """The terms of L and dx, each weighted by the rounding it carries.
 
@@ -81,6 +84,13 @@ def _softmax_cross_entropy_magnitude(f, arrays, hyper, dout):
     1 + |s|; Z_i = sum_j exp(s_ij) carries the p-weighted mean of those (sum_error). The
     loss L_i = log Z_i - s_i,y_i has terms log Z_i and |s_i,y_i|, and log turns Z's relative
     error into the absolute error sum_error.
+
+    Underflow (``verification.tolerance``, the U term): the textbook formula takes the log of
+    p_iy = exp(s_iy) / Z_i itself. Where p_iy is below the normal range (a logit gap of 88 to
+    103 in float32) it is held to its subnormal spacing, eps tiny, not to eps p_iy, and log
+    multiplies that by 1 / p_iy: U = mean_i 1 / p_iy, for the loss (dx is a difference of p's:
+    its error stays below tiny). Past float32's smallest subnormal, p_iy is 0 and the loss
+    inf, which no bound accepts; U is capped there.
     """
     (x,) = arrays
     n, c = x.shape
@@ -91,7 +101,10 @@ def _softmax_cross_entropy_magnitude(f, arrays, hyper, dout):
     sum_error = jnp.sum(probs * exp_error, axis=1, keepdims=True)
     out_scale = jnp.mean(jax.nn.logsumexp(shifted, axis=1) + jnp.sum(onehot * jnp.abs(shifted), axis=1)
                          + sum_error[:, 0])
-    return out_scale, (jnp.abs(dout) / n * (probs * (exp_error + sum_error) + onehot),)
+    grad_scale = jnp.abs(dout) / n * (probs * (exp_error + sum_error) + onehot)
+    label_prob = jnp.sum(onehot * probs, axis=1)
+    underflow = jnp.mean(1.0 / jnp.maximum(label_prob, SMALLEST_FLOAT32))
+    return out_scale, (grad_scale,), (underflow, (jnp.zeros_like(grad_scale),))
 
 
 def _bce_with_logits_magnitude(f, arrays, hyper, dout):
