@@ -9,6 +9,7 @@ from reference.losses import (
     bce_with_logits_backward, bce_with_logits_forward, mse_backward, mse_forward,
     softmax_cross_entropy_backward, softmax_cross_entropy_forward, svm_hinge_backward, svm_hinge_forward,
 )
+from verification import LAYERS
 from verification.specs.losses import jax_svm_hinge
 
 LABELS = np.array([0, 2])
@@ -118,3 +119,21 @@ def test_loss_backward_refuses_a_python_float():
     _, cache = softmax_cross_entropy_forward(np.ones((2, 3)), labels=LABELS)
     with pytest.raises(TypeError, match="dout must be a numpy.ndarray of floats, got float"):
         softmax_cross_entropy_backward(1.0, cache)
+
+
+@pytest.mark.parametrize("name", ["svm_hinge", "mse"])
+def test_written_out_magnitude_is_the_jacobians(name):
+    """These two give the default scale's own terms without building the Jacobian."""
+    import dataclasses
+
+    from verification.checks.trial import Trial
+
+    layer = LAYERS[name]
+    plain = dataclasses.replace(layer, magnitude=None)
+    rng = np.random.default_rng(4)
+    for n, c in ((3, 4), (1, 1), (5, 2)):
+        x = rng.standard_normal((n, c))
+        arrays, hyper = ((x,), {"labels": rng.integers(0, c, n)}) if name == "svm_hinge" else ((x, x + rng.standard_normal((n, c))), {})
+        written, derived = (Trial(lay, arrays, hyper).scales for lay in (layer, plain))
+        for a, b in zip(written.outs + written.grads, derived.outs + derived.grads):
+            np.testing.assert_allclose(a.magnitude, b.magnitude, rtol=1e-12, atol=1e-300)

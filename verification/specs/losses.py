@@ -107,6 +107,29 @@ def _softmax_cross_entropy_magnitude(f, arrays, hyper, dout):
     return out_scale, (grad_scale,), (underflow, (jnp.zeros_like(grad_scale),))
 
 
+def _svm_hinge_magnitude(f, arrays, hyper, dout):
+    """|J|^T |dL| and |L| + |J| |x|, written out (no Jacobian: one light program per shape).
+    With a_ij = [x_ij - x_iy + 1 > 0] for j != y_i, L = (1/N) sum_ij a_ij (x_ij - x_iy + 1): J_ij = a_ij / N,
+    J_iy = -(sum_j a_ij) / N; no term cancels inside (the inputs are exact), so these are the
+    terms the default scale would take from the Jacobian."""
+    (x,) = arrays
+    n, c = x.shape
+    labels = hyper["labels"]
+    correct = jnp.take_along_axis(x, labels[:, None], axis=1)
+    competitors = jnp.arange(c) != labels[:, None]
+    active = jnp.where(competitors & (x - correct + 1.0 > 0), 1.0, 0.0)
+    counts = jnp.sum(active, axis=1, keepdims=True)
+    slope = (active + jnp.where(competitors, 0.0, counts)) / n  # |J|
+    return jnp.abs(f(x)) + jnp.sum(slope * jnp.abs(x)), (jnp.abs(dout) * slope,)
+
+
+def _mse_magnitude(f, arrays, hyper, dout):
+    """|J|^T |dL| and |L| + |J| |a|, written out: L = mean((x - y)^2), dL/dx = 2 (x - y) / n = -dL/dy."""
+    x, y = arrays
+    slope = 2.0 * jnp.abs(x - y) / x.size
+    return jnp.abs(f(x, y)) + jnp.sum(slope * (jnp.abs(x) + jnp.abs(y))), (jnp.abs(dout) * slope, jnp.abs(dout) * slope)
+
+
 def _bce_with_logits_magnitude(f, arrays, hyper, dout):
     """The terms of L and dx: dx_k = dL (sigmoid(x_k) - t_k) / n cancels when sigmoid(x_k) is
     near t_k, so its scale is sigmoid + t; the loss adds max(x, 0), -t x and
@@ -265,11 +288,12 @@ softmax_cross_entropy = Layer(
     jax_softmax_cross_entropy, Space(scores_configs(), softmax_cross_entropy_values, edges=SCORES_EDGES),
     magnitude=_softmax_cross_entropy_magnitude, errors=SCORES_ERRORS, bench=scores_bench)
 svm_hinge = Layer("svm_hinge", ref.svm_hinge_forward, ref.svm_hinge_backward, jax_svm_hinge,
-                  Space(scores_configs(), svm_hinge_values, edges=SCORES_EDGES), errors=SCORES_ERRORS,
+                  Space(scores_configs(), svm_hinge_values, edges=SCORES_EDGES), magnitude=_svm_hinge_magnitude,
+                  errors=SCORES_ERRORS,
                   bench=scores_bench)
 # Quadratic in x and in y, and a mean over all elements: neither linear_in nor per_example.
 mse = Layer("mse", ref.mse_forward, ref.mse_backward, jax_mse,
-            Space(any_shape_configs(), mse_values, edges=ANY_SHAPE_EDGES), errors=MSE_ERRORS,
+            Space(any_shape_configs(), mse_values, edges=ANY_SHAPE_EDGES), magnitude=_mse_magnitude, errors=MSE_ERRORS,
             bench=elementwise_bench)
 bce_with_logits = Layer(
     "bce_with_logits", ref.bce_with_logits_forward, ref.bce_with_logits_backward, jax_bce_with_logits,
