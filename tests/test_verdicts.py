@@ -88,11 +88,13 @@ def test_a_right_layer_passes_with_the_verdict_pass():
 # One tolerance policy.
 
 @pytest.mark.parametrize("name", ["mse", "svm_hinge", "softmax", "linear"])
-def test_the_tolerance_is_the_same_whichever_checks_are_selected(name):
-    (arrays, hyper) = _one_example(LAYERS[name])
-    everything = examine(LAYERS[name], arrays, hyper).trial.scales
+@pytest.mark.parametrize("own_magnitude", [True, False])
+def test_the_tolerance_is_the_same_whichever_checks_are_selected(name, own_magnitude):
+    layer = LAYERS[name] if own_magnitude else dataclasses.replace(LAYERS[name], magnitude=None)
+    (arrays, hyper) = _one_example(layer)
+    everything = examine(layer, arrays, hyper).trial.scales
     for checks in (("vjp",), ("jvp",), ("forward", "linearity")):
-        alone = examine(LAYERS[name], arrays, hyper, checks=checks).trial.scales
+        alone = examine(layer, arrays, hyper, checks=checks).trial.scales
         assert alone.source == everything.source
         for a, b in zip(alone.grads + alone.outs, everything.grads + everything.outs):
             np.testing.assert_array_equal(a.magnitude, b.magnitude)
@@ -114,7 +116,8 @@ def _one_example(layer, index=3):
 
 def test_the_report_states_the_scale_that_applied():
     arrays, hyper = _one_example(LAYERS["mse"])
-    assert examine(LAYERS["mse"], arrays, hyper).trial.scales.source == "|J|^T |dY|"
+    without = dataclasses.replace(LAYERS["mse"], magnitude=None)
+    assert examine(without, arrays, hyper).trial.scales.source == "|J|^T |dY|"
     assert examine(LAYERS["softmax"], *_one_example(LAYERS["softmax"])).trial.scales.source == "the layer's magnitude"
     big = (np.ones((2, 3)), np.ones((3, 2)))
     fallback = examine(dataclasses.replace(LAYERS["linear"], magnitude=None), big, {}, jacobian_budget=1)

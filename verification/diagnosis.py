@@ -132,7 +132,7 @@ def _non_finite(trial, name, actual, dtype):
 
 
 def _lost_digits(name, units, expected, scale, dtype, normwise):
-    i = np.unravel_index(int(np.argmax(units)), units.shape)
+    i = tuple(int(k) for k in np.unravel_index(int(np.argmax(units)), units.shape))
     value, terms = abs(float(expected[i])), float(np.asarray(scale.magnitude)[i])
     where = ("underflow" if value < 1e3 * tolerance.tiny(dtype)
              else "saturation or cancellation")

@@ -13,6 +13,7 @@ import numpy as np
 from . import oracles, tolerance
 from .layer import LayerDefinitionError
 from .checks.properties import per_example
+from .checks.trial import OracleError
 
 
 def declared(layer) -> set[str]:
@@ -30,7 +31,10 @@ def check_hints(trial, pending: set[str]) -> set[str]:
                                  ("per_example", _per_example_testable, _per_example),
                                  ("pad", lambda t: True, _pad)):
         if hint in pending and testable(trial):
-            problem = test(trial)
+            try:
+                problem = test(trial)
+            except OracleError:  # the specification raised: examine reports it; the hint waits
+                continue
             if problem:
                 raise LayerDefinitionError(f"{trial.layer.name}: the hint {problem}")
             if problem is not None:  # None: the example could not tell

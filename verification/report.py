@@ -101,7 +101,7 @@ def _array(a) -> str:
 
 
 def failure_text(f) -> str:
-    lines = [f"  {f.layer}: {f.tier.upper()} ({f.bug}: {BUG_CLASSES.get(f.bug, f.bug)})"]
+    lines = [f"  {f.layer}: {f.tier.upper()}" + (f" ({f.bug}: {BUG_CLASSES[f.bug]})" if f.bug in BUG_CLASSES else "")]
     if f.diagnosis:
         lines.append(f"    likely bug: {f.diagnosis}")
     hits = Counter((h["check"], h["tier"]) for h in f.hits)

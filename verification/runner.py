@@ -40,6 +40,8 @@ DTYPES = ("float64", "float32")
 EXPLORE = 30
 """Examples drawn from the whole space per run, in the explore phase: each usually a new
 configuration, and each new configuration is a compile (tens of milliseconds)."""
+EDGE_EXAMPLES = 3
+"""Examples per edge configuration (2 where the budget is small)."""
 MIN_CONFIGURATIONS = 25
 """Distinct configurations a run explores at least (budget allowing): the explore phase draws
 more where hypothesis repeated itself."""
@@ -254,9 +256,12 @@ class _Run:
             strategy = self.layer.strategy.map(lambda example: (None, example))
             self._phase("examples", strategy, budget, seed, jacobian=True)
             return
-        for i, edge in enumerate(space.edges[:budget]):
+        # hypothesis's first example is its simplest (zeros, the range's low end): a bug that
+        # vanishes there (gamma = 0, no overlap of equal values) needs the random ones after it
+        per_edge = EDGE_EXAMPLES if budget >= 3 * EDGE_EXAMPLES * len(space.edges) else 2
+        for i, edge in enumerate(space.edges[:budget // per_edge]):
             self.jacobian_configs.add(freeze(edge))
-            self._phase("edges", space.draws([edge]), 1, seed * 7919 + i, jacobian=True)
+            self._phase("edges", space.draws([edge]), per_edge, seed * 7919 + i, jacobian=True)
         explore = min(EXPLORE, budget - self.drawn)
         self._phase("explore", space.draws(), explore, seed * 7919 + 1000, jacobian=True)
         for attempt in range(1, 4):  # hypothesis repeats simple configurations: top up to MIN_CONFIGURATIONS
@@ -493,6 +498,9 @@ def failure_of(examples: list[Example], layer: Layer, *, record: bool = False, r
     head_example = next(e for e in examples if e.tier == tier)
     head = head_example.headline
     bug, diagnosis = name_bug(layer, template or examples, tier)
+    if template is not None and template[0].shapes != examples[0].shapes:
+        shapes = ", ".join(str(s) for s in template[0].shapes)
+        diagnosis += f" (read on a larger failing example, shapes {shapes}, and fresh values of it)"
     if reproducer is None:
         locator = locate(layer)
         path = reproduce.save(head_example, head, locator=locator, with_jacobian=True) if record else None

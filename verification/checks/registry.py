@@ -7,7 +7,7 @@ imports the modules in that order).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..layer import TIER_OF
@@ -47,20 +47,18 @@ class Check:
     doc: str
     float64_only: bool = False  # checks of the specification more than of the layer's arithmetic
     needs_jacobian: bool = False
-    after: tuple[str, ...] = field(default_factory=tuple)  # checks whose outcomes this one reads
 
 
 CHECKS: dict[str, Check] = {}
 """Every check, by name, in report order."""
 
 
-def check(name: str, kind: str, *, float64_only: bool = False, needs_jacobian: bool = False,
-          after: tuple[str, ...] = ()):
+def check(name: str, kind: str, *, float64_only: bool = False, needs_jacobian: bool = False):
     """Register ``run(trial) -> Outcome`` as the check ``name``; its docstring's first line is its doc."""
     def register(run):
         if name in CHECKS:
             raise ValueError(f"check {name!r} is registered twice")
         CHECKS[name] = Check(name, kind, run, (run.__doc__ or "").strip().splitlines()[0],
-                             float64_only, needs_jacobian, after)
+                             float64_only, needs_jacobian)
         return run
     return register

@@ -9,8 +9,9 @@
 * no AD at all      ``fd``: central differences of the NumPy *forward* along t_k,
                     <dY, (f(x + h t) - f(x - h t)) / 2h>, against <grad_k, t_k>;
 
-plus ``forward`` (the NumPy forward equals ``jax_forward``) and ``routes`` (the routes agree
-*with each other*, the layer left out: when they do not, the specification or the harness is
+plus ``forward`` (the NumPy forward equals ``jax_forward``) and ``routes`` (the specification's
+routes agree *with each other*, the layer left out: its vjp, jacobian and jvp, and finite
+differences of the JAX forward itself; when they do not, the specification or the harness is
 suspect, not the layer).
 """
 from __future__ import annotations
@@ -153,32 +154,54 @@ def fd(trial) -> Outcome:
     return compare_scalars(trial, "fd", results, route="finite differences of the forward")
 
 
-@check("routes", "route", float64_only=True, after=("forward",))
+SPEC_DIFFERENCES_EVERY = 4
+"""The spec's own finite differences (four more oracle calls) run on one example in this many
+(by cotangent seed, so a replay runs them again): a specification whose derivative rule is
+wrong is wrong at every point, and the calls would double the cost of the cheapest layers."""
+
+
+@check("routes", "route", float64_only=True)
 def routes(trial) -> Outcome:
-    """The routes agree with each other, the layer left out: if not, the specification or the harness is suspect."""
+    """The specification's routes agree with each other, the layer left out (its AD, and finite differences of the JAX forward itself): if not, the specification or the harness is suspect."""
     oracle, scales = trial.oracle, trial.scales
     findings = []
     if oracle.jacobian is not None:
-        o = compare(trial, "routes", trial.names, oracle.vjp, oracle.jacobian, scales.grads, dtype=np.float64)
+        o = compare(trial, "routes", trial.names, oracle.vjp, oracle.jacobian, scales.grads, dtype=np.float64,
+                    name_bug=False)
         if o.status == "fail":
             findings.append(f"vjp vs jacobian on {o.gradient}: {o.units:.3g} units")
-    with_fd = trial.outcomes.get("forward", Outcome("forward", "pass")).status != "fail"
-    bounds = [tolerance.scalar_bound(scales.grads[k], t, oracle.vjp[k], np.float64)
-              for k, t in enumerate(trial.draws.tangents)]
-    reverses = [float(np.sum(oracle.vjp[k] * t)) for k, t in enumerate(trial.draws.tangents)]
-    if abs(sum(reverses) - oracle.jvp) > sum(bounds):
-        findings.append(f"vjp vs jvp: {sum(reverses):.17g} vs {oracle.jvp:.17g}")
-    for k, name in enumerate(trial.names):
-        reverse, bound = reverses[k], bounds[k]
-        if with_fd:
-            try:
-                numeric, fd_bound = finite_differences(trial, k)
-            except Exception:
-                continue  # reported by the fd check
-            if abs(reverse - numeric) > bound + fd_bound:
-                findings.append(f"vjp vs finite differences on {name}: {reverse:.17g} vs {numeric:.17g}")
+    bound = sum(tolerance.scalar_bound(scales.grads[k], t, oracle.vjp[k], np.float64)
+                for k, t in enumerate(trial.draws.tangents))
+    reverse = sum(float(np.sum(oracle.vjp[k] * t)) for k, t in enumerate(trial.draws.tangents))
+    if abs(reverse - oracle.jvp) > bound:
+        findings.append(f"vjp vs jvp: {reverse:.17g} vs {oracle.jvp:.17g}")
+    if trial.cotangent_seed % SPEC_DIFFERENCES_EVERY == 0:
+        numeric, fd_bound = _spec_differences(trial)
+        if abs(reverse - numeric) > bound + fd_bound:
+            findings.append(f"vjp vs finite differences of jax_forward: {reverse:.17g} vs {numeric:.17g}")
     if not findings:
         return Outcome("routes", "pass")
-    return Outcome("routes", "fail", spec=True, diagnosis="specification or harness suspect", message=(
-        "the oracles disagree with each other (" + "; ".join(findings) + "): the specification "
+    return Outcome("routes", "fail", spec=True, diagnosis="the specification or the harness is suspect", message=(
+        "the specification's routes disagree with each other (" + "; ".join(findings) + "): the specification "
         "or the harness is suspect, not necessarily the layer"))
+
+
+def _spec_differences(trial) -> tuple[float, float]:
+    """<dY, central difference of the JAX forward along every input's tangent at once>, Richardson
+    at h and h/2, and its error bound, as ``finite_differences`` does for the NumPy forward."""
+    douts = [d.astype(np.float64) for d in trial.draws.douts]
+    out_scales = [np.asarray(s.magnitude) for s in trial.scales.outs]
+
+    def difference(h):
+        def at(sign):
+            shifted = tuple(a + sign * h * t for a, t in zip(trial.arrays64, trial.draws.tangents))
+            return trial.evaluate(trial.draws.douts, trial.draws.douts, trial.draws.tangents, arrays=shifted,
+                                  with_jacobian=trial.oracle_jacobian).outs
+        plus, minus = at(1.0), at(-1.0)
+        value = sum(float(np.sum(d * (p - m))) for d, p, m in zip(douts, plus, minus)) / (2 * h)
+        scale = sum(float(np.sum(np.abs(d) * (2 * s + np.abs(p) + np.abs(m))))
+                    for d, s, p, m in zip(douts, out_scales, plus, minus))
+        return value, tolerance.C * tolerance.eps(np.float64) * scale / (2 * h)
+
+    (coarse, coarse_rounding), (fine, fine_rounding) = difference(FD_STEP), difference(FD_STEP / 2)
+    return (4 * fine - coarse) / 3, abs(coarse - fine) + (4 * fine_rounding + coarse_rounding) / 3
