@@ -248,3 +248,9 @@ def test_the_textbook_softmax_loss_passes_in_float32_where_its_probability_under
     assert report.passed, report
     worst = report.check("forward", "float32").worst_units
     assert 0 < worst < 1
+
+
+def test_input_names_must_name_every_array():
+    short = dataclasses.replace(LAYERS["affine"], input_names=("x",))
+    with pytest.raises(LayerDefinitionError, match=r"affine: 1 input names \(x\) for 3 arrays"):
+        check_layer(short, max_examples=3)

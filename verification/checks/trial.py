@@ -78,6 +78,10 @@ class Trial:
         self.hyper = hyper
         self.hyper_given = copy.deepcopy(hyper)
         self.input_names = layer.input_names or tuple(f"x{i}" for i in range(len(self.inputs)))
+        if len(self.input_names) != len(self.inputs):
+            raise LayerDefinitionError(
+                f"{layer.name}: {len(self.input_names)} input names ({', '.join(self.input_names)}) for "
+                f"{len(self.inputs)} arrays: every array needs its name (Layer.input_names)")
         self.names = tuple(f"d{n}" for n in self.input_names)
         self.grads = self.cache = self.draws = self.dout = None
         self.outcomes: dict[str, Outcome] = {}  # filled by examine, in check order
