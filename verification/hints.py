@@ -64,8 +64,9 @@ def _pad(trial):
     plain = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, share_shapes=False)
     padded = trial.oracle
     pairs = [*zip(plain.outs, padded.outs), *zip(plain.vjp, padded.vjp)]
-    if plain.grad_scales is not None and padded.grad_scales is not None:
-        pairs += list(zip(plain.grad_scales, padded.grad_scales))
+    for scales in ("grad_scales", "out_scales"):
+        if getattr(plain, scales) is not None and getattr(padded, scales) is not None:
+            pairs += list(zip(getattr(plain, scales), getattr(padded, scales)))
     for want, got in pairs:
         if np.shape(want) != np.shape(got) or not np.allclose(got, want, rtol=1e-9, atol=1e-12 * max(
                 1.0, float(np.max(np.abs(want), initial=0.0)))):

@@ -248,10 +248,11 @@ def _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobia
         raise LayerDefinitionError(f"{layer.name}: the hint pad must return every array with its rank and sizes at "
                                    f"least the original's, got {[np.shape(p) for p in padded]} for "
                                    f"{[np.shape(a) for a in arrays]}")
-    out_shapes = _out_shapes(layer.jax_forward, tuple(np.shape(p) for p in padded), padded_hyper)
+    out_shapes = output_shapes(layer.jax_forward, tuple(np.shape(p) for p in padded), padded_hyper)
 
     def grow(a, shape):
-        return np.pad(np.asarray(a, np.float64), [(0, m - n) for n, m in zip(np.shape(a), shape)])
+        a = np.asarray(a, np.float64)
+        return np.pad(a, [(0, m - n) for n, m in zip(a.shape, shape)]) if a.ndim else a
 
     first = tuple(grow(d, s) for d, s in zip(douts, out_shapes))
     second = first if douts2 is douts else tuple(grow(d, s) for d, s in zip(douts2, out_shapes))
@@ -270,7 +271,7 @@ def _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobia
 _shapes_seen: dict = {}
 
 
-def _out_shapes(jax_forward, shapes, hyper) -> tuple:
+def output_shapes(jax_forward, shapes, hyper) -> tuple:
     """The output shapes of the forward on arrays of ``shapes`` (abstract evaluation, once each)."""
     static, traced = split_hyper(hyper)
     key = (jax_forward, shapes, static, tuple((k, np.shape(v)) for k, v in traced.items()))

@@ -114,6 +114,8 @@ def grow(array, shape, value=0.0):
     import numpy as np
 
     array = np.asarray(array)
+    if array.ndim == 0:
+        return array
     return np.pad(array, [(0, max(0, m - n)) for n, m in zip(array.shape, shape)], constant_values=value)
 
 

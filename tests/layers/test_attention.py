@@ -5,12 +5,13 @@ import math
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference.attention import (
     multi_head_attention_backward, multi_head_attention_forward, multi_head_self_attention_backward,
     multi_head_self_attention_forward, scaled_dot_product_attention_backward, scaled_dot_product_attention_forward,
 )
-from verification import LAYERS
+from verification import LAYERS, oracles
 from verification.specs.attention import (
     _mha_backward_per_head, _mha_forward_per_head, _sdpa_backward_row_jacobians, jax_scaled_dot_product_attention,
 )
@@ -250,5 +251,32 @@ def test_every_edge_configuration_is_valid_and_runs(name):
         out, cache = LAYERS[name].forward(*arrays, **hyper)
         grads = LAYERS[name].backward(np.ones_like(out), cache)
         assert all(np.isfinite(a).all() for a in (out, *grads))
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["scaled_dot_product_attention", "multi_head_attention", "multi_head_self_attention"])
+def test_every_edge_gives_the_same_oracles_in_its_bucket(name):
+    """Hints.pad rewrites the hyperparameters (the mask made full and and-ed with the causal
+    triangle, the default scale made explicit, a dropout mask of ones added): on every edge
+    configuration, causal and masked ones included, the bucket's oracles equal the plain ones
+    (the run's own check sees only its first example)."""
+    layer = LAYERS[name]
+    space = layer.space
+
+    @settings(max_examples=1, deadline=None, database=None)
+    @given(data=st.data())
+    def run(data):
+        rng = np.random.default_rng(0)
+        for edge in space.edges:
+            arrays, hyper = data.draw(space.values(edge))
+            out, _ = layer.forward(*arrays, **hyper)
+            douts, tangents = (rng.standard_normal(out.shape),), tuple(rng.standard_normal(a.shape) for a in arrays)
+            plain, padded = (oracles.evaluate(layer, arrays, hyper, douts, douts, tangents, with_jacobian=False,
+                                              share_shapes=share) for share in (False, True))
+            for want, got in zip((*plain.outs, *plain.vjp, *plain.out_scales, *plain.grad_scales),
+                                 (*padded.outs, *padded.vjp, *padded.out_scales, *padded.grad_scales)):
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14 * max(1.0, np.abs(want).max(initial=0)))
+            assert padded.jvp == pytest.approx(plain.jvp, rel=1e-12, abs=1e-14)
 
     run()

@@ -161,7 +161,14 @@ class Trial:
 
     @functools.cached_property
     def cost(self) -> oracles.JacobianCost:
-        return oracles.jacobian_cost([o.shape for o in self.outs], [a.shape for a in self.inputs], self.input_names)
+        """The explicit Jacobian's size, in the bucket the oracle runs the example in (``Hints.pad``)."""
+        shapes = [a.shape for a in self.inputs]
+        out_shapes = [o.shape for o in self.outs]
+        if self.layer.hints.pad is not None:
+            padded, hyper = self.layer.hints.pad(self.arrays64, dict(self.hyper_given))
+            shapes = [np.shape(a) for a in padded]
+            out_shapes = list(oracles.output_shapes(self.layer.jax_forward, tuple(shapes), hyper))
+        return oracles.jacobian_cost(out_shapes, shapes, self.input_names)
 
     @property
     def jacobian_fits(self) -> bool:

@@ -20,7 +20,9 @@ verifier thereby proves that the reference's dx_q + dx_kv is the whole gradient 
 Masks, ``causal`` and the dropout mask are hyperparameters: the flags static (a compile per
 value), the boolean masks and the dropout mask traced. Every configuration draws its masks'
 values, including rows with every key masked (a row of the mask forced to False, or a causal
-first row whose only key the mask hides).
+first row whose only key the mask hides). The oracles evaluate each example in a bucket
+(``Hints.pad``, below), where the causal flag is folded into the mask: a few programs serve
+every configuration.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from hypothesis import strategies as st
 
 from reference import attention as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import arrays, choices, floats
 
 # ----------------------------------------------------------------------------------------
@@ -255,15 +257,19 @@ def _masks(shape):
     return st.tuples(choices(shape, (1.0, 0.0)), dead).map(lambda drawn: _with_dead_row(*drawn))
 
 
+SDPA_LEAD, SDPA_T, SDPA_D = 3, 5, 4
+"""The largest leading axis, sequence length and width (d and dv) the space draws."""
+
+
 @st.composite
 def _sdpa_configs(draw):
-    lead = tuple(draw(st.lists(st.integers(0, 3), max_size=2)))
+    lead = tuple(draw(st.lists(st.integers(0, SDPA_LEAD), max_size=2)))
     causal = draw(st.booleans())
-    tq = draw(st.integers(1, 5))
-    tk = tq if causal else draw(st.integers(1, 5))
-    return {"lead": lead, "Tq": tq, "Tk": tk, "d": draw(st.integers(1, 4)), "dv": draw(st.integers(1, 4)),
-            "causal": causal, "mask": draw(st.sampled_from(MASKS)), "scale": draw(st.booleans()),
-            "dropout": draw(st.booleans())}
+    tq = draw(st.integers(1, SDPA_T))
+    tk = tq if causal else draw(st.integers(1, SDPA_T))
+    d, dv = draw(st.integers(1, SDPA_D)), draw(st.integers(1, SDPA_D))
+    return {"lead": lead, "Tq": tq, "Tk": tk, "d": d, "dv": dv, "causal": causal, "mask": draw(st.sampled_from(MASKS)),
+            "scale": draw(st.booleans()), "dropout": draw(st.booleans())}
 
 
 def _sdpa_config(lead, tq, tk, d, dv, *, causal=False, mask="none", scale=False, dropout=False):
@@ -313,14 +319,16 @@ def _sdpa_values(config):
 # multi_head_self_attention: the same with one x, T = Tq = Tk.
 
 X_BOUNDS = (1.0, 4.0)
+MHA_N, MHA_HEADS, MHA_T = 3, 4, 4
+"""The largest batch, number of heads and sequence length the space draws."""
 
 
 @st.composite
 def _mha_configs(draw, self_attention):
-    heads, width = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    heads, width = draw(st.integers(1, MHA_HEADS)), draw(st.integers(1, 3))
     causal = draw(st.booleans())
-    n, tq = draw(st.integers(0, 3)), draw(st.integers(1, 4))
-    lengths = {"T": tq} if self_attention else {"Tq": tq, "Tk": tq if causal else draw(st.integers(1, 4))}
+    n, tq = draw(st.integers(0, MHA_N)), draw(st.integers(1, MHA_T))
+    lengths = {"T": tq} if self_attention else {"Tq": tq, "Tk": tq if causal else draw(st.integers(1, MHA_T))}
     return {"N": n, **lengths, "E": heads * width, "heads": heads, "causal": causal,
             "mask": draw(st.sampled_from(MASKS))}
 
@@ -367,6 +375,69 @@ def _mha_values(config):
         return (*x, *draw(params)), hyper
 
     return example()
+
+
+# ----------------------------------------------------------------------------------------
+# Buckets (Hints.pad): the configurations of a space share the oracle programs of a few
+# largest ones, into which each example is embedded exactly.
+#
+# scaled_dot_product_attention: one bucket per number of leading axes (the rank stays),
+# each leading axis grown to SDPA_LEAD, Tq and Tk to SDPA_T, d and dv to SDPA_D, with zeros.
+# Added query rows are computed and pulled back from a zero dout (their magnitude terms
+# all carry |dout| = 0); added keys are masked out, so every real row's softmax runs over
+# its real keys alone; added columns of q and k add 0 to every score, and added columns of
+# v give added output columns that are cut off. The hyperparameters become those of the
+# bucket's one program: the default scale 1/sqrt(d) of the real d given explicitly; the
+# mask, whatever its kind (none, keys, shared, full), broadcast to the full (..., Tq, Tk),
+# and-ed with the causal lower triangle (j <= i) when causal, and grown with False; causal
+# itself then False (a static flag would double the programs); and without dropout, an
+# all-ones dropout mask with p = 1, which keeps every weight exactly (w / 1 = w, and the
+# magnitude's keep = 1). A mask of all True is exactly no mask (where(True, s, -inf) = s).
+#
+# multi_head_attention, multi_head_self_attention: one bucket per head width E/heads (the
+# scale 1/sqrt(E/heads) must stay): N to MHA_N, Tq and Tk to MHA_T with the added keys
+# masked out, the mask and the causal flag as above, and heads to MHA_HEADS, E to
+# MHA_HEADS E/heads. The real heads keep their columns (head h is the h-th block of E/heads
+# columns); an added head has zero projections (zero columns of wq, wk, wv and their
+# biases), so its values are 0, and zero rows of wo keep it out of the output, whose added
+# columns are cut off. Added input features are 0 and meet zero rows of wq, wk, wv.
+
+
+def _full_mask(hyper, lead, tq, tk, bucket):
+    """The keys each query may attend to, as the mask (None: every key) broadcast to (*lead, Tq, Tk)
+    and, when causal, and-ed with the lower triangle; grown to ``bucket`` with False."""
+    mask = hyper.get("mask")
+    allowed = np.ones((*lead, tq, tk), bool) if mask is None else np.broadcast_to(mask, (*lead, tq, tk))
+    if hyper.get("causal", False):
+        allowed = allowed & np.tri(tq, tk, dtype=bool)
+    return grow(allowed, bucket, False)
+
+
+def _sdpa_bucket(arrays, hyper):
+    """Hints.pad of scaled_dot_product_attention (above)."""
+    q, k, _ = arrays
+    lead, (tq, d), tk = q.shape[:-2], q.shape[-2:], k.shape[-2]
+    top = (SDPA_LEAD,) * len(lead)
+    weights = (*top, SDPA_T, SDPA_T)
+    keep = hyper.get("dropout_mask")
+    padded = {**hyper, "scale": hyper.get("scale", 1.0 / math.sqrt(d)), "causal": False,
+              "mask": _full_mask(hyper, lead, tq, tk, weights),
+              "dropout_mask": grow(np.ones((*lead, tq, tk)) if keep is None else keep, weights),
+              "p": hyper.get("p", 1.0)}
+    return tuple(grow(a, (*top, SDPA_T, SDPA_D)) for a in arrays), padded
+
+
+def _mha_bucket(arrays, hyper):
+    """Hints.pad of both multi-head layers (above): x_q and x_kv then the 8 parameters, or
+    self-attention's one x then the 8."""
+    inputs = len(arrays) - 8
+    n, tq, e = arrays[0].shape
+    tk = arrays[inputs - 1].shape[1]
+    wide = MHA_HEADS * (e // hyper["heads"])
+    grown = tuple(grow(a, (MHA_N, MHA_T, wide)) for a in arrays[:inputs]) + tuple(
+        grow(a, (wide,) * a.ndim) for a in arrays[inputs:])
+    return grown, {**hyper, "heads": MHA_HEADS, "causal": False,
+                   "mask": _full_mask(hyper, (n,), tq, tk, (MHA_N, MHA_T, MHA_T))}
 
 
 # ----------------------------------------------------------------------------------------
@@ -473,16 +544,16 @@ scaled_dot_product_attention = Layer(
     "scaled_dot_product_attention", ref.scaled_dot_product_attention_forward,
     ref.scaled_dot_product_attention_backward, jax_scaled_dot_product_attention,
     Space(_sdpa_configs(), _sdpa_values, edges=SDPA_EDGES), magnitude=_sdpa_magnitude,
-    hints=Hints(per_example=True, linear_in=(2,)), errors=SDPA_ERRORS, bench=_sdpa_bench)
+    hints=Hints(per_example=True, linear_in=(2,), pad=_sdpa_bucket), errors=SDPA_ERRORS, bench=_sdpa_bench)
 multi_head_attention = Layer(
     "multi_head_attention", ref.multi_head_attention_forward, ref.multi_head_attention_backward,
     jax_multi_head_attention, Space(_mha_configs(False), _mha_values, edges=MHA_EDGES), magnitude=_mha_magnitude,
-    hints=Hints(per_example=True, linear_in=(6, 7, 8, 9)), errors=MHA_ERRORS, bench=_mha_bench)
+    hints=Hints(per_example=True, linear_in=(6, 7, 8, 9), pad=_mha_bucket), errors=MHA_ERRORS, bench=_mha_bench)
 multi_head_self_attention = Layer(
     "multi_head_self_attention", ref.multi_head_self_attention_forward, ref.multi_head_self_attention_backward,
     jax_multi_head_self_attention, Space(_mha_configs(True), _mha_values, edges=SELF_EDGES),
-    magnitude=_self_attention_magnitude, hints=Hints(per_example=True, linear_in=(5, 6, 7, 8)), errors=SELF_ERRORS,
-    bench=_self_attention_bench)
+    magnitude=_self_attention_magnitude, hints=Hints(per_example=True, linear_in=(5, 6, 7, 8), pad=_mha_bucket),
+    errors=SELF_ERRORS, bench=_self_attention_bench)
 
 
 # ----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from reference import embedding as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.specs.conv import rarely_zero
 from verification.strategies import arrays, indices
 from verification.tolerance import nonnegative_magnitude
@@ -29,15 +29,31 @@ def jax_embedding(w, *, indices):
     return jnp.take(w, indices, axis=0)
 
 
+MAX_RANK, MAX_AXIS, MAX_V, MAX_D = 3, 4, 8, 5
+"""The space's largest index rank and axis, vocabulary (when not crowded) and width."""
+
+
 @st.composite
 def embedding_configs(draw):
-    rank = draw(rarely_zero(3))
-    shape = tuple(draw(rarely_zero(4) if axis == 0 else st.integers(1, 4)) for axis in range(rank))
+    rank = draw(rarely_zero(MAX_RANK))
+    shape = tuple(draw(rarely_zero(MAX_AXIS) if axis == 0 else st.integers(1, MAX_AXIS)) for axis in range(rank))
     count = math.prod(shape)
     # crowded: at most count // 3 rows, so some row is read three times or more
     crowded = count >= 3 and draw(st.booleans())
-    vocab = draw(st.integers(1, count // 3 if crowded else 8))
-    return {"V": vocab, "D": draw(st.integers(1, 5)), "indices": shape}
+    vocab = draw(st.integers(1, count // 3 if crowded else MAX_V))
+    return {"V": vocab, "D": draw(st.integers(1, MAX_D)), "indices": shape}
+
+
+def _bucket(arrays, hyper):
+    """Hints.pad, one bucket per index rank: w grown to the rank's largest V (count // 3 rows
+    when crowded, else MAX_V) and MAX_D columns, each axis of the indices to MAX_AXIS (a 0-d
+    index stays as it is). The added rows of w are never read by a real index, the added
+    columns give added output columns, which are cut off, and an added index reads row 0:
+    its output is cut off and its zero dout adds nothing to dw."""
+    (w,), indices = arrays, hyper["indices"]
+    vocab = max(MAX_V, MAX_AXIS ** indices.ndim // 3)
+    grown = grow(indices, (MAX_AXIS,) * indices.ndim) if indices.ndim else indices
+    return (grow(w, (vocab, MAX_D)),), {**hyper, "indices": grown}
 
 
 def embedding_values(config):
@@ -87,7 +103,7 @@ def embedding_bench(rng, vocab=50_000, dim=512, index_shape=(64, 128)):
 
 embedding = Layer("embedding", ref.embedding_forward, ref.embedding_backward, jax_embedding,
                   Space(embedding_configs(), embedding_values, edges=EMBEDDING_EDGES), magnitude=nonnegative_magnitude,
-                  hints=Hints(linear_in=(0,)),
+                  hints=Hints(linear_in=(0,), pad=_bucket),
                   errors=EMBEDDING_ERRORS, bench=embedding_bench)
 
 

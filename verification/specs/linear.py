@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from reference import linear as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space, bucket
+from verification.space import Space, bucket, grow
 from verification.strategies import arrays_of, rarely_zero
 from verification.tolerance import multilinear_magnitude
 
@@ -43,11 +43,23 @@ def linear_values(config):
     return arrays_of((n, d), (d, m)).map(lambda arrays: (arrays, {}))
 
 
+AFFINE_N, AFFINE_M = 6, 6
+
+
 @st.composite
 def affine_configs(draw):
-    n = draw(rarely_zero(6))
+    n = draw(rarely_zero(AFFINE_N))
     rank = draw(st.integers(1, 3))
-    return {"N": n, "features": tuple(draw(st.integers(1, 4)) for _ in range(rank)), "M": draw(st.integers(1, 6))}
+    features = tuple(draw(st.integers(1, 4)) for _ in range(rank))
+    return {"N": n, "features": features, "M": draw(st.integers(1, AFFINE_M))}
+
+
+def _affine_bucket(arrays, hyper):
+    """Hints.pad, one bucket per shape of x's features: N grown to AFFINE_N (rows of their own,
+    pulled back from a zero dout) and M to AFFINE_M (zero columns of w and b, outputs cut off).
+    The features stay: growing an axis of them would interleave new rows of w among the old."""
+    x, w, b = arrays
+    return (grow(x, (AFFINE_N, *x.shape[1:])), grow(w, (w.shape[0], AFFINE_M)), grow(b, (AFFINE_M,))), hyper
 
 
 def affine_values(config):
@@ -135,7 +147,8 @@ linear = Layer("linear", ref.linear_forward, ref.linear_backward, jax_linear,
                bench=linear_bench)
 affine = Layer("affine", ref.affine_forward, ref.affine_backward, jax_affine,
                Space(affine_configs(), affine_values, edges=AFFINE_EDGES), magnitude=multilinear_magnitude,
-               hints=Hints(per_example=True, linear_in=(0, 1, 2)), errors=AFFINE_ERRORS, bench=affine_bench)
+               hints=Hints(per_example=True, linear_in=(0, 1, 2), pad=_affine_bucket), errors=AFFINE_ERRORS,
+               bench=affine_bench)
 
 
 # Correct variants: other ways to write the same derivative, which the verifier must accept.

@@ -31,7 +31,7 @@ from jax import lax
 
 from reference import pooling as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import arrays, distinct_arrays, rarely_zero
 from verification.tolerance import multilinear_magnitude, nonnegative_magnitude
 
@@ -106,10 +106,20 @@ def pool_configs(draw):
     return pool_config(n, c, spatial, kernel, stride)
 
 
+GLOBAL_N, GLOBAL_C = 4, 4
+
+
 @st.composite
 def global_pool_configs(draw):
-    return {"N": draw(rarely_zero(4)), "C": draw(st.integers(1, 4)), "H": draw(st.integers(1, 6)),
+    return {"N": draw(rarely_zero(GLOBAL_N)), "C": draw(st.integers(1, GLOBAL_C)), "H": draw(st.integers(1, 6)),
             "W": draw(st.integers(1, 6))}
+
+
+def _global_bucket(arrays, hyper):
+    """Hints.pad, one bucket per plane (H, W): N and C grown to GLOBAL_N and GLOBAL_C with zero planes,
+    whose means are outputs of their own, cut off. The plane stays: the mean divides by H W."""
+    (x,) = arrays
+    return (grow(x, (GLOBAL_N, GLOBAL_C, *x.shape[2:])),), hyper
 
 
 def _shape(config):
@@ -211,7 +221,8 @@ avg_pool2d = Layer("avg_pool2d", ref.avg_pool2d_forward, ref.avg_pool2d_backward
                    bench=pool_bench(kernel=2, stride=2))
 global_avg_pool = Layer("global_avg_pool", ref.global_avg_pool_forward, ref.global_avg_pool_backward,
                         jax_global_avg_pool, Space(global_pool_configs(), global_pool_values, edges=GLOBAL_EDGES),
-                        magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0,)),
+                        magnitude=multilinear_magnitude,
+                        hints=Hints(per_example=True, linear_in=(0,), pad=_global_bucket),
                         errors=GLOBAL_POOL_ERRORS, bench=pool_bench())
 
 

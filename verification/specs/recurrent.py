@@ -24,7 +24,7 @@ from jax import lax
 
 from reference import recurrent as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import arrays
 
 HIGHEST = lax.AccuracyMode.HIGHEST
@@ -361,13 +361,15 @@ e^-12 and far below, where a slope computed as 1 - tanh^2 or s (1 - s) loses eve
 in float32). The smallest comes first: shrinking moves toward it."""
 
 
+SEQUENCE_DIMS = {"N": (0, 4), "T": (0, 6), "D": (1, 5), "H": (1, 5)}
+STEP_DIMS = {"N": (0, 6), "D": (1, 8), "H": (1, 7)}
+
+
 def _dims(sequence: bool):
     """N from 0 (an empty batch) and D, H from 1; sequences T from 0 (nothing to do) to 6.
     A sequence's dimensions stay smaller (its Jacobian spans every step): 392 configurations
     of a step, 875 of a sequence."""
-    if sequence:
-        return {"N": st.integers(0, 4), "T": st.integers(0, 6), "D": st.integers(1, 5), "H": st.integers(1, 5)}
-    return {"N": st.integers(0, 6), "D": st.integers(1, 8), "H": st.integers(1, 7)}
+    return {name: st.integers(*span) for name, span in (SEQUENCE_DIMS if sequence else STEP_DIMS).items()}
 
 
 def _cell_space(gates: int, biases: int, *, sequence: bool, cell_state: bool = False, edges=()):
@@ -465,35 +467,115 @@ def _errors(gates: int, biases: tuple[str, ...], *, sequence: bool, cell_state: 
     return tuple(cases)
 
 
+# ----------------------------------------------------------------------------------------
+# Buckets (Hints.pad): every configuration of a space shares the oracle program of the
+# space's largest one, (N, T, D, H) = (4, 6, 5, 5) for a sequence and (N, D, H) = (6, 8, 7)
+# for a step, into which the example is embedded exactly: zeros appended to x and the
+# states (more examples, later steps, more input features, more hidden units) and to the
+# weights and biases. The real outputs and gradients are unchanged:
+# * an added example is a row of its own, pulled back from a zero dout;
+# * later steps never reach earlier outputs (the recursion runs forward), and from a zero
+#   dout they send nothing back;
+# * an added input feature is 0 and meets a zero row of wx;
+# * an added hidden unit has a zero pre-activation at every gate (zero columns of wx, wh
+#   and the biases) and starts at 0, so it stays 0: the RNN's tanh(0) = 0; the LSTM's
+#   c = s(0) c_prev + s(0) tanh(0) = 0 and h = s(0) tanh(0) = 0; the GRU's
+#   n = tanh(0 + s(0) 0) = 0 and h = s(-0) n + s(0) h_prev = 0. Its zero row of wh keeps it
+#   out of every real unit, forward and back. The magnitude's Bounds agree: a padded unit's
+#   h and c are exact zeros with e = 0, so every term that reaches a real unit from it is 0
+#   with e = 0.
+# The oracle cuts each result back to its leading block, so the weights' G gate blocks
+# cannot simply widen from H to the bucket's Hb columns each: the real blocks would no
+# longer be the leading G H columns. The padded weights hold the real G H columns first,
+# as they are, then the padding's, and the hyperparameter ``columns`` (an index array, so
+# traced: every H shares the program) says where column (gate q, unit j) of the bucket's
+# own layout, q Hb + j, is stored; the specification and the magnitude read wx, wh and the
+# biases through it (``_stored``), and the magnitude puts its weights' scales back where
+# they are stored. The hint's check compares padded and plain on each run's first example.
+
+def _gate_columns(gates: int, hidden: int, bucket: int) -> np.ndarray:
+    """Where column q Hb + j of the bucket's layout is stored: q H + j for a real unit (j < H),
+    after the G H real columns for a padded one."""
+    gate, unit = np.divmod(np.arange(gates * bucket), bucket)
+    return np.where(unit < hidden, gate * hidden + unit, gates * hidden + gate * (bucket - hidden) + unit - hidden)
+
+
+def _stored(forward, first_weight: int):
+    """``forward`` on weights in the stored layout: with ``columns``, the gate columns of wx, wh and the
+    biases (the arrays from ``first_weight`` on) are gathered into the cell's own layout first."""
+    def spec(*arrays, columns=None):
+        if columns is not None:
+            arrays = arrays[:first_weight] + tuple(w[..., columns] for w in arrays[first_weight:])
+        return forward(*arrays)
+    return spec
+
+
+def _stored_magnitude(magnitude, forward, first_weight: int):
+    """``magnitude`` on weights in the stored layout: computed in the cell's own layout, the
+    weights' scales scattered back to where their entries are stored."""
+    def scales(f, arrays, hyper, dout):
+        columns = hyper.get("columns")
+        if columns is None:
+            return magnitude(f, arrays, hyper, dout)
+        arrays = arrays[:first_weight] + tuple(w[..., columns] for w in arrays[first_weight:])
+        out, grads = magnitude(forward, arrays, hyper, dout)
+        return out, (*grads[:first_weight],
+                     *(jnp.zeros_like(g).at[..., columns].set(g) for g in grads[first_weight:]))
+    return scales
+
+
+def _bucket(gates: int, *, sequence: bool, states: int = 1):
+    """The hint pad: every array grown to the bucket, and for G > 1 the gate ``columns``.
+    ``states``: the state inputs after x (h_prev and c_prev of an LSTM step: 2)."""
+    top = {name: span[1] for name, span in (SEQUENCE_DIMS if sequence else STEP_DIMS).items()}
+    n, d, h = top["N"], top["D"], top["H"]
+
+    def pad(arrays, hyper):
+        x, *state = arrays[:1 + states]
+        wx, wh, *biases = arrays[1 + states:]
+        grown = (grow(x, (n, top["T"], d) if sequence else (n, d)), *(grow(s, (n, h)) for s in state),
+                 grow(wx, (d, gates * h)), grow(wh, (h, gates * h)), *(grow(b, (gates * h,)) for b in biases))
+        if gates > 1:
+            hyper = {**hyper, "columns": _gate_columns(gates, wh.shape[0], h)}
+        return grown, hyper
+    return pad
+
+
 rnn_step = Layer("rnn_step", ref.rnn_step_forward, ref.rnn_step_backward, jax_rnn_step,
                  _cell_space(1, 1, sequence=False, edges=_edges(False, 1)),
-                 magnitude=_step_magnitude(_rnn_forward, _rnn_backward), hints=Hints(per_example=True),
+                 magnitude=_step_magnitude(_rnn_forward, _rnn_backward),
+                 hints=Hints(per_example=True, pad=_bucket(1, sequence=False)),
                  errors=_errors(1, ("b",), sequence=False), bench=_cell_bench(1, 1, sequence=False))
 rnn = Layer("rnn", ref.rnn_forward, ref.rnn_backward, jax_rnn,
             _cell_space(1, 1, sequence=True, edges=_edges(True, 1)),
             magnitude=_sequence_magnitude(_rnn_forward, _rnn_backward, cell_state=False),
-            hints=Hints(per_example=True), errors=_errors(1, ("b",), sequence=True),
+            hints=Hints(per_example=True, pad=_bucket(1, sequence=True)), errors=_errors(1, ("b",), sequence=True),
             bench=_cell_bench(1, 1, sequence=True))
 # Two outputs: the forward returns ((h, c), cache), the backward takes dout = (dh, dc), the
 # specification returns the tuple (h, c), and the magnitude returns a scale per output.
-lstm_step = Layer("lstm_step", ref.lstm_step_forward, ref.lstm_step_backward, jax_lstm_step,
+lstm_step = Layer("lstm_step", ref.lstm_step_forward, ref.lstm_step_backward, _stored(jax_lstm_step, 3),
                   _cell_space(4, 1, sequence=False, cell_state=True, edges=_edges(False, 4)),
-                  magnitude=_step_magnitude(_lstm_forward, _lstm_backward), hints=Hints(per_example=True),
+                  magnitude=_stored_magnitude(_step_magnitude(_lstm_forward, _lstm_backward), jax_lstm_step, 3),
+                  hints=Hints(per_example=True, pad=_bucket(4, sequence=False, states=2)),
                   output_names=("h", "c"), errors=_errors(4, ("b",), sequence=False, cell_state=True),
                   bench=_cell_bench(4, 1, sequence=False, cell_state=True))
-lstm = Layer("lstm", ref.lstm_forward, ref.lstm_backward, jax_lstm,
+lstm = Layer("lstm", ref.lstm_forward, ref.lstm_backward, _stored(jax_lstm, 2),
              _cell_space(4, 1, sequence=True, edges=_edges(True, 4)),
-             magnitude=_sequence_magnitude(_lstm_forward, _lstm_backward, cell_state=True),
-             hints=Hints(per_example=True), errors=_errors(4, ("b",), sequence=True),
+             magnitude=_stored_magnitude(_sequence_magnitude(_lstm_forward, _lstm_backward, cell_state=True),
+                                         jax_lstm, 2),
+             hints=Hints(per_example=True, pad=_bucket(4, sequence=True)), errors=_errors(4, ("b",), sequence=True),
              bench=_cell_bench(4, 1, sequence=True))
-gru_step = Layer("gru_step", ref.gru_step_forward, ref.gru_step_backward, jax_gru_step,
+gru_step = Layer("gru_step", ref.gru_step_forward, ref.gru_step_backward, _stored(jax_gru_step, 2),
                  _cell_space(3, 2, sequence=False, edges=_edges(False, 3)),
-                 magnitude=_step_magnitude(_gru_forward, _gru_backward), hints=Hints(per_example=True),
+                 magnitude=_stored_magnitude(_step_magnitude(_gru_forward, _gru_backward), jax_gru_step, 2),
+                 hints=Hints(per_example=True, pad=_bucket(3, sequence=False)),
                  errors=_errors(3, ("bx", "bh"), sequence=False), bench=_cell_bench(3, 2, sequence=False))
-gru = Layer("gru", ref.gru_forward, ref.gru_backward, jax_gru,
+gru = Layer("gru", ref.gru_forward, ref.gru_backward, _stored(jax_gru, 2),
             _cell_space(3, 2, sequence=True, edges=_edges(True, 3)),
-            magnitude=_sequence_magnitude(_gru_forward, _gru_backward, cell_state=False),
-            hints=Hints(per_example=True), errors=_errors(3, ("bx", "bh"), sequence=True),
+            magnitude=_stored_magnitude(_sequence_magnitude(_gru_forward, _gru_backward, cell_state=False),
+                                        jax_gru, 2),
+            hints=Hints(per_example=True, pad=_bucket(3, sequence=True)),
+            errors=_errors(3, ("bx", "bh"), sequence=True),
             bench=_cell_bench(3, 2, sequence=True))
 
 

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 from reference import regularisation as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import arrays, choices, floats, rarely_zero
 from verification.tolerance import nonnegative_magnitude
 
 MAX_ELEMENTS = 64
+MAX_AXIS = 8
 
 
 def jax_dropout(x, *, mask, p):
@@ -34,7 +35,7 @@ def dropout_configs(draw):
     shape = []
     for axis in range(draw(rarely_zero(4))):
         room = MAX_ELEMENTS // max(math.prod(shape), 1)
-        shape.append(draw(rarely_zero(min(8, room)) if axis == 0 else st.integers(1, min(8, room))))
+        shape.append(draw(rarely_zero(min(MAX_AXIS, room)) if axis == 0 else st.integers(1, min(MAX_AXIS, room))))
     return {"shape": tuple(shape)}
 
 
@@ -43,6 +44,15 @@ def dropout_values(config):
     masks = st.one_of(choices(shape, (1.0, 0.0)), st.just(shape).map(np.ones), st.just(shape).map(np.zeros))
     p = st.one_of(st.just(1.0), floats(1e-3, 1.0))
     return st.tuples(arrays(shape), masks, p).map(lambda drawn: ((drawn[0],), {"mask": drawn[1], "p": drawn[2]}))
+
+
+def _bucket(arrays, hyper):
+    """Hints.pad: x and the mask grown with zeros, each axis to MAX_AXIS up to rank 3, and at rank
+    4 to its next power of two (8^4 entries would make the explicit Jacobian 2^24 entries).
+    out[i] depends on x[i] alone, so the added entries are outputs of their own, cut off; p stays."""
+    (x,) = arrays
+    shape = (MAX_AXIS,) * x.ndim if x.ndim <= 3 else tuple(1 << max(n - 1, 0).bit_length() for n in x.shape)
+    return (grow(x, shape),), {**hyper, "mask": grow(hyper["mask"], shape)}
 
 
 DROPOUT_EDGES = (
@@ -86,7 +96,7 @@ def dropout_bench(rng, shape=(256, 4096), p=0.8):
 
 dropout = Layer("dropout", ref.dropout_forward, ref.dropout_backward, jax_dropout,
                 Space(dropout_configs(), dropout_values, edges=DROPOUT_EDGES), magnitude=nonnegative_magnitude,
-                hints=Hints(per_example=True, linear_in=(0,)), errors=DROPOUT_ERRORS, bench=dropout_bench)
+                hints=Hints(per_example=True, linear_in=(0,), pad=_bucket), errors=DROPOUT_ERRORS, bench=dropout_bench)
 
 
 def _dropout_backward_loops(dout, cache):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from reference import temporal as ref
 from reference.linear import LinearCache, linear_backward
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, bucket, grow
 from verification.strategies import arrays, choices, indices, values
 from verification.tolerance import multilinear_magnitude
 
@@ -69,9 +69,16 @@ def _affine_values(config):
     return st.tuples(arrays((n, t, d)), arrays((d, m)), arrays((m,))).map(lambda drawn: (drawn, {}))
 
 
+AFFINE_DIMS = {"N": (0, 5), "T": (0, 6), "D": (1, 6), "M": (1, 6)}
+LOSS_DIMS = {"N": (1, 6), "T": (0, 6), "V": (1, 8)}
+
+
+def _dims(spans):
+    return st.fixed_dictionaries({name: st.integers(*span) for name, span in spans.items()})
+
+
 temporal_affine_space = Space(
-    st.fixed_dictionaries({"N": st.integers(0, 5), "T": st.integers(0, 6), "D": st.integers(1, 6),
-                           "M": st.integers(1, 6)}),
+    _dims(AFFINE_DIMS),
     _affine_values,
     edges=({"N": 0, "T": 3, "D": 2, "M": 3},    # an empty batch
            {"N": 2, "T": 0, "D": 2, "M": 3},    # empty sequences
@@ -97,13 +104,36 @@ def _loss_values(config):
 
 
 temporal_softmax_loss_space = Space(
-    st.fixed_dictionaries({"N": st.integers(1, 6), "T": st.integers(0, 6), "V": st.integers(1, 8)}),
+    _dims(LOSS_DIMS),
     _loss_values,
     edges=({"N": 2, "T": 0, "V": 3},    # no positions: L = 0, dx empty
            {"N": 3, "T": 4, "V": 1},    # one word: p = 1, L = 0 and dx = 0 whatever the scores
            {"N": 1, "T": 1, "V": 2},    # one sequence of one word
            {"N": 4, "T": 5, "V": 5}),   # T = V: scores summed over the wrong axis keep their shape
 )
+
+
+def _affine_bucket():
+    """Hints.pad: every configuration in the space's largest, (N, T, D, M) = (5, 6, 6, 6), with zeros
+    appended: an added row (n, t) is pulled back from a zero dout, an added feature d meets a zero
+    row of w, an added output m (zero columns of w and b) is cut off."""
+    n, t, d, m = (span[1] for span in AFFINE_DIMS.values())
+    return bucket((n, t, d), (d, m), (m,))
+
+
+ABSENT_SCORE = -1e4
+
+
+def _loss_bucket(arrays, hyper):
+    """Hints.pad, one bucket per N (L is divided by N): T grown to 6 with the added positions masked
+    out (left out of the sum, they pull nothing back), V to 8 with scores of ABSENT_SCORE for the
+    added words (and positions): e^(-1e4 - max) underflows to exactly 0 in float64, so the real
+    words' softmax, the loss and the magnitude (whose terms are weighted by p) are unchanged, and
+    a finite score keeps the magnitude's |s| finite."""
+    (x,) = arrays
+    n, steps, vocab = x.shape[0], LOSS_DIMS["T"][1], LOSS_DIMS["V"][1]
+    return (grow(x, (n, steps, vocab), ABSENT_SCORE),), {**hyper, "labels": grow(hyper["labels"], (n, steps)),
+                                                          "mask": grow(hyper["mask"], (n, steps))}
 
 
 def temporal_affine_bench(rng, n=64, t=32, d=256, m=256):
@@ -128,7 +158,8 @@ def _loss_call(x=(2, 3, 4), labels=None, mask=None):
 
 temporal_affine = Layer(
     "temporal_affine", ref.temporal_affine_forward, ref.temporal_affine_backward, jax_temporal_affine,
-    temporal_affine_space, magnitude=multilinear_magnitude, hints=Hints(per_example=True, linear_in=(0, 1, 2)),
+    temporal_affine_space, magnitude=multilinear_magnitude,
+    hints=Hints(per_example=True, linear_in=(0, 1, 2), pad=_affine_bucket()),
     errors=(
         ErrorCase("x of rank 2", (np.ones((2, 3)), np.ones((3, 4)), np.ones(4)), {}, ValueError,
                   r"x has shape \(2, 3\) but a 3-d array \(N, T, D\) is expected"),
@@ -146,7 +177,7 @@ temporal_affine = Layer(
 temporal_softmax_loss = Layer(
     "temporal_softmax_loss", ref.temporal_softmax_loss_forward, ref.temporal_softmax_loss_backward,
     jax_temporal_softmax_loss, temporal_softmax_loss_space, magnitude=_temporal_softmax_loss_magnitude,
-    errors=(
+    hints=Hints(pad=_loss_bucket), errors=(
         ErrorCase("no sequence", *_loss_call(x=(0, 3, 4)), ValueError,
                   r"x has shape \(0, 3, 4\) but the loss is divided by N, the number of sequences"),
         ErrorCase("no word", *_loss_call(x=(2, 3, 0)), ValueError,
