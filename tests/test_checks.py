@@ -104,7 +104,7 @@ def test_finite_difference_points_are_exact(dtype):
         assert np.array_equal(x.astype(dtype), x)
         t = Draws(1, [(5,)], (x,), dtype, (spacing,)).tangents[0]
         x64 = x.astype(np.float64)
-        for h in (FD_STEP, FD_STEP / 2, FD_LINEAR_STEP):
+        for h in (FD_STEP, FD_STEP / 2, FD_LINEAR_STEP, FD_LINEAR_STEP / 2):
             plus, minus = x64 + h * t, x64 - h * t
             assert np.array_equal(plus - h * t, x64) and np.array_equal((plus + minus) / 2, x64)
 

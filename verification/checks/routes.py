@@ -6,8 +6,8 @@
                     stated when even that would take too long);
 * forward-mode AD   ``jvp``: the adjoint identity <dY, J_k t_k> = <grad_k, t_k>, with
                     ``jax.jvp`` on each input's random tangent;
-* no AD at all      ``fd``: central differences of the NumPy *forward* along t_k,
-                    <dY, (f(x + h t) - f(x - h t)) / 2h>, against <grad_k, t_k>;
+* no AD at all      ``fd``: central differences of the NumPy *forward* along every t_k at once,
+                    <dY, (f(x + h t) - f(x - h t)) / 2h>, against sum_k <grad_k, t_k>;
 
 plus ``forward`` (the NumPy forward equals ``jax_forward``) and ``routes`` (the specification's
 routes agree *with each other*, the layer left out: its vjp, jacobian and jvp, and finite
@@ -29,9 +29,10 @@ not linear in. Truncation error is O(h^2 |f'''|); the rounding error of the two 
 evaluations, C eps |f| / h. h = 2^-12 keeps both small in float64 while staying well inside
 the strategies' distance from kinks (x +- h t moves each entry by ~1e-3 at most)."""
 FD_LINEAR_STEP = 2.0 ** -4
-"""Step for inputs the forward is linear in (``Hints.linear_in``): the difference is then
-exact up to rounding, so a large step shrinks the rounding error C eps |f| / h; 1/16
-keeps x +- h t near x, so the oracle's magnitude of f still bounds that error."""
+"""Step for a forward linear (affine) in each of its inputs (``Hints.linear_in``): along t it
+is then a polynomial, on which Richardson's difference is exact up to rounding, so a large
+step shrinks the rounding error C eps |f| / h; 1/16 keeps x +- h t near x, so the oracle's
+magnitude of f still bounds that error."""
 
 
 @check("forward", "route")
@@ -100,27 +101,15 @@ def jvp(trial) -> Outcome:
                            route="forward-mode route (jax.jvp)")
 
 
-def finite_differences(trial, k) -> tuple[float, float]:
-    """<dY, central difference of the NumPy forward along t_k> and its error bound, computed once
-    per input (``fd`` and ``routes`` share it)."""
-    memo = trial.__dict__.setdefault("_finite_differences", {})
-    if k not in memo:
-        memo[k] = _finite_differences(trial, k)
-    return memo[k]
-
-
-def _finite_differences(trial, k) -> tuple[float, float]:
-    """In float64 whatever the run's dtype: differences of the forward, not of its rounding."""
-    x = trial.arrays64
+def central_difference(trial, outputs_at, step: float) -> tuple[float, float]:
+    """<dY, (f(x + h t) - f(x - h t)) / 2h> along every input's tangent at once, Richardson at
+    h = step and step / 2, and its error bound, in float64. ``outputs_at(arrays)`` evaluates f."""
     douts = [d.astype(np.float64) for d in trial.draws.douts]
     out_scales = [np.asarray(s.magnitude) for s in trial.scales.outs]
 
     def difference(h):
         def at(sign):
-            shifted = tuple(np.array(a) for a in x[:k]) + (np.asarray(x[k] + sign * h * trial.draws.tangents[k]),) + tuple(
-                np.array(a) for a in x[k + 1:])  # fresh copies: a forward that writes into its inputs harms no one
-            out, _ = trial.layer.forward(*shifted, **trial.hyper_given)
-            return [np.asarray(o, dtype=np.float64) for o in leaves(out)]
+            return outputs_at(tuple(np.asarray(a + sign * h * t) for a, t in zip(trial.arrays64, trial.draws.tangents)))
         plus, minus = at(1.0), at(-1.0)
         # each evaluation errs by C eps (|f| terms); at x +- h t the magnitude is the oracle's at x
         # or, where f has grown away from x, the values themselves
@@ -129,29 +118,37 @@ def _finite_differences(trial, k) -> tuple[float, float]:
                     for d, s, p, m in zip(douts, out_scales, plus, minus))
         return value, tolerance.C * tolerance.eps(np.float64) * scale / (2 * h)
 
-    if k in trial.layer.hints.linear_in:
-        return difference(FD_LINEAR_STEP)
-    (coarse, coarse_rounding), (fine, fine_rounding) = difference(FD_STEP), difference(FD_STEP / 2)
+    (coarse, coarse_rounding), (fine, fine_rounding) = difference(step), difference(step / 2)
     # Richardson: (4 fine - coarse) / 3 cancels the h^2 term; |coarse - fine| bounds what is left
     return (4 * fine - coarse) / 3, abs(coarse - fine) + (4 * fine_rounding + coarse_rounding) / 3
 
 
+def _numpy_outputs(trial):
+    def outputs_at(arrays):
+        out, _ = trial.layer.forward(*arrays, **trial.hyper_given)  # fresh arrays: writing into them harms no one
+        return [np.asarray(o, dtype=np.float64) for o in leaves(out)]
+    return outputs_at
+
+
 @check("fd", "route", float64_only=True)
 def fd(trial) -> Outcome:
-    """No AD at all: central differences of the NumPy forward along t_k against <grad_k, t_k>."""
-    results = []
-    for k, name in enumerate(trial.names):
-        actual = _tangent_product(trial, k)
-        try:
-            expected, fd_bound = finite_differences(trial, k)
-        except Exception as error:
-            from .trial import describe
-            return Outcome("fd", "fail", gradient=name, bug="crash", diagnosis="the forward raises near x", message=(
-                f"forward raised {describe(error)} at x +- h t for {trial.input_names[k]}"))
-        bound = tolerance.scalar_bound(trial.scales.grads[k], trial.draws.tangents[k],
-                                       trial.grads[k] if actual is not None else 0.0, trial.dtype) + fd_bound
-        results.append((name, actual, expected, bound))
-    return compare_scalars(trial, "fd", results, route="finite differences of the forward")
+    """No AD at all: central differences of the NumPy forward along every t_k at once against sum_k <grad_k, t_k>."""
+    products = [_tangent_product(trial, k) for k in range(len(trial.names))]
+    wrong_shape = next((name for name, p in zip(trial.names, products) if p is None), None)
+    if wrong_shape is not None:
+        return compare_scalars(trial, "fd", [(wrong_shape, None, 0.0, 0.0)], route="finite differences of the forward")
+    # a forward affine in each input is a polynomial along t: a large step is exact up to rounding
+    linear = set(trial.layer.hints.linear_in) >= set(range(len(trial.names)))
+    try:
+        expected, fd_bound = central_difference(trial, _numpy_outputs(trial), FD_LINEAR_STEP if linear else FD_STEP)
+    except Exception as error:
+        from .trial import describe
+        return Outcome("fd", "fail", bug="crash", diagnosis="the forward raises near x", message=(
+            f"forward raised {describe(error)} at x +- h t"))
+    bound = sum(tolerance.scalar_bound(trial.scales.grads[k], trial.draws.tangents[k], trial.grads[k], trial.dtype)
+                for k in range(len(trial.names)))
+    return compare_scalars(trial, "fd", [(", ".join(trial.names), sum(products), expected, bound + fd_bound)],
+                           route="finite differences of the forward")
 
 
 SPEC_DIFFERENCES_EVERY = 4
@@ -187,21 +184,8 @@ def routes(trial) -> Outcome:
 
 
 def _spec_differences(trial) -> tuple[float, float]:
-    """<dY, central difference of the JAX forward along every input's tangent at once>, Richardson
-    at h and h/2, and its error bound, as ``finite_differences`` does for the NumPy forward."""
-    douts = [d.astype(np.float64) for d in trial.draws.douts]
-    out_scales = [np.asarray(s.magnitude) for s in trial.scales.outs]
-
-    def difference(h):
-        def at(sign):
-            shifted = tuple(a + sign * h * t for a, t in zip(trial.arrays64, trial.draws.tangents))
-            return trial.evaluate(trial.draws.douts, trial.draws.douts, trial.draws.tangents, arrays=shifted,
-                                  with_jacobian=trial.oracle_jacobian).outs
-        plus, minus = at(1.0), at(-1.0)
-        value = sum(float(np.sum(d * (p - m))) for d, p, m in zip(douts, plus, minus)) / (2 * h)
-        scale = sum(float(np.sum(np.abs(d) * (2 * s + np.abs(p) + np.abs(m))))
-                    for d, s, p, m in zip(douts, out_scales, plus, minus))
-        return value, tolerance.C * tolerance.eps(np.float64) * scale / (2 * h)
-
-    (coarse, coarse_rounding), (fine, fine_rounding) = difference(FD_STEP), difference(FD_STEP / 2)
-    return (4 * fine - coarse) / 3, abs(coarse - fine) + (4 * fine_rounding + coarse_rounding) / 3
+    """``central_difference`` of the JAX forward itself (the compiled program at x +- h t)."""
+    def outputs_at(arrays):
+        return trial.evaluate(trial.draws.douts, trial.draws.douts, trial.draws.tangents, arrays=arrays,
+                              with_jacobian=trial.oracle_jacobian).outs
+    return central_difference(trial, outputs_at, FD_STEP)
