@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: verify test mutants seeds bench clean
+.PHONY: verify test mutants seeds bench demo clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ $(VENV)/.bench-installed: $(STAMP)
 
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks $(ARGS)
+
+# The models trained with their hand-written backward: the demo extra (scikit-learn's digits,
+# matplotlib for the curves) on top of .venv; writes reports/demo.json and docs/demo/*.png
+$(VENV)/.demo-installed: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[demo]"
+	touch $@
+
+demo: $(VENV)/.demo-installed
+	mkdir -p reports
+	$(PY) -m demo $(ARGS)
 
 # The self-proof: every planted bug killed, every correct variant accepted (the kill matrix).
 mutants: $(STAMP)
