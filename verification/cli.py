@@ -251,6 +251,12 @@ def _one_thread_each():
                 os.environ[name] = value
 
 
+def by_cost(names):
+    """The layers with the most inputs first (their programs are the largest: a whole model, then
+    attention, recurrences, norms ... activations), so that two workers finish together."""
+    return sorted(names, key=lambda name: (-len(LAYERS[name].input_names), name))
+
+
 def _json_target(path: Path | None) -> Path | None:
     """Refuse an unusable --json path before the run, not after it; never create folders."""
     if path is None:
@@ -293,9 +299,10 @@ def verify(argv) -> int:
           file=sys.stderr, flush=True)
     # the seed-scale case goes first: the longest single task, it overlaps the catalogue
     tasks = ([(SEED_SCALE, None, args.seed)] if seed_scale else []) + [
-        (f"catalogue:{name}", name, args.seed) for name in names]
+        (f"catalogue:{name}", name, args.seed) for name in by_cost(names)]
     reports = run_tasks(tasks, max_examples=args.max_examples, dtypes=dtypes, jobs=args.jobs)
     seed_report = reports.pop(0) if seed_scale else None
+    reports.sort(key=lambda report: names.index(report.name))  # the catalogue's order, not the schedule's
     if args.long:
         from .report import long_table
         print(long_table(reports))
@@ -385,7 +392,7 @@ def seeds(argv) -> int:
     dtypes = _dtypes(args)
     seed_list = list(range(1, args.count + 1))
     started = time.perf_counter()
-    reports = run_tasks([(f"catalogue:{n}", n, s) for s in seed_list for n in names], max_examples=args.max_examples,
+    reports = run_tasks([(f"catalogue:{n}", n, s) for s in seed_list for n in by_cost(names)], max_examples=args.max_examples,
                         dtypes=dtypes, jobs=args.jobs)
     by_seed = {s: reports[i * len(names):(i + 1) * len(names)] for i, s in enumerate(seed_list)}
     print(table(("seed", "layers", "passed", "failing"),
