@@ -20,7 +20,6 @@ configurations every run includes, each with the reason it is there.
 from __future__ import annotations
 
 import math
-import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -186,62 +185,58 @@ def _ones(*shapes, dtype=np.float64):
     return tuple(np.ones(shape, dtype) for shape in shapes)
 
 
-def _error(description, arrays, hyper, error, message):
-    return ErrorCase(description, arrays, hyper, error, re.escape(message))
-
-
 _X, _W, _B = (2, 3, 5, 5), (4, 3, 3, 3), (4,)
 CONV2D_ERRORS = (
-    _error("w.shape[1] is not C / groups", _ones(_X, (4, 2, 3, 3), _B), {}, ValueError,
+    ErrorCase.literal("w.shape[1] is not C / groups", _ones(_X, (4, 2, 3, 3), _B), {}, ValueError,
            "w has shape (4, 2, 3, 3) but x has shape (2, 3, 5, 5): w.shape[1] must equal C / groups = 3 / 1 = 3"),
-    _error("groups does not divide C", _ones(_X, (4, 1, 3, 3), _B), {"groups": 2}, ValueError,
+    ErrorCase.literal("groups does not divide C", _ones(_X, (4, 1, 3, 3), _B), {"groups": 2}, ValueError,
            "x has shape (2, 3, 5, 5): its C = 3 channels must be divisible by groups = 2"),
-    _error("groups does not divide F", _ones((2, 4, 5, 5), (3, 2, 3, 3), (3,)), {"groups": 2}, ValueError,
+    ErrorCase.literal("groups does not divide F", _ones((2, 4, 5, 5), (3, 2, 3, 3), (3,)), {"groups": 2}, ValueError,
            "w has shape (3, 2, 3, 3): its F = 3 filters must be divisible by groups = 2"),
-    _error("the kernel does not fit", _ones((1, 3, 2, 3), _W, _B), {}, ValueError,
+    ErrorCase.literal("the kernel does not fit", _ones((1, 3, 2, 3), _W, _B), {}, ValueError,
            "x has shape (1, 3, 2, 3) but w has shape (4, 3, 3, 3): the window (3, 3) does not fit in the "
            "input's spatial size (2, 3)"),
-    _error("the dilated kernel does not fit the padded input", _ones((1, 3, 4, 4), _W, _B),
+    ErrorCase.literal("the dilated kernel does not fit the padded input", _ones((1, 3, 4, 4), _W, _B),
            {"dilation": 2, "padding": (0, 1)}, ValueError,
            "the window (3, 3) with dilation (2, 2) spans (5, 5) and does not fit in the input's spatial size "
            "(4, 4) padded by (0, 1) on each side, (4, 6)"),
-    _error("stride 0", _ones(_X, _W, _B), {"stride": 0}, ValueError, "stride is 0 but must be at least 1"),
-    _error("stride 0 on one axis", _ones(_X, _W, _B), {"stride": (1, 0)}, ValueError,
+    ErrorCase.literal("stride 0", _ones(_X, _W, _B), {"stride": 0}, ValueError, "stride is 0 but must be at least 1"),
+    ErrorCase.literal("stride 0 on one axis", _ones(_X, _W, _B), {"stride": (1, 0)}, ValueError,
            "stride[1] is 0 but must be at least 1"),
-    _error("a stride of three axes", _ones(_X, _W, _B), {"stride": (1, 2, 3)}, ValueError,
+    ErrorCase.literal("a stride of three axes", _ones(_X, _W, _B), {"stride": (1, 2, 3)}, ValueError,
            "stride is (1, 2, 3) but an int or a sequence of 2 ints (h, w) is expected"),
-    _error("a float stride", _ones(_X, _W, _B), {"stride": 1.5}, TypeError, "stride must be an int, got float 1.5"),
-    _error("negative padding", _ones(_X, _W, _B), {"padding": -1}, ValueError, "padding is -1 but must be at least 0"),
-    _error("dilation 0", _ones(_X, _W, _B), {"dilation": 0}, ValueError, "dilation is 0 but must be at least 1"),
-    _error("groups 0", _ones(_X, _W, _B), {"groups": 0}, ValueError, "groups is 0 but must be at least 1"),
-    _error("b does not match F", _ones(_X, _W, (3,)), {}, ValueError,
+    ErrorCase.literal("a float stride", _ones(_X, _W, _B), {"stride": 1.5}, TypeError, "stride must be an int, got float 1.5"),
+    ErrorCase.literal("negative padding", _ones(_X, _W, _B), {"padding": -1}, ValueError, "padding is -1 but must be at least 0"),
+    ErrorCase.literal("dilation 0", _ones(_X, _W, _B), {"dilation": 0}, ValueError, "dilation is 0 but must be at least 1"),
+    ErrorCase.literal("groups 0", _ones(_X, _W, _B), {"groups": 0}, ValueError, "groups is 0 but must be at least 1"),
+    ErrorCase.literal("b does not match F", _ones(_X, _W, (3,)), {}, ValueError,
            "b has shape (3,) but w has shape (4, 3, 3, 3): b.shape[0] must equal w.shape[0] = 4"),
-    _error("x is 3-d", _ones((2, 3, 5), _W, _B), {}, ValueError,
+    ErrorCase.literal("x is 3-d", _ones((2, 3, 5), _W, _B), {}, ValueError,
            "x has shape (2, 3, 5) but a 4-d array (N, C, H, W) is expected"),
-    _error("w is 3-d", _ones(_X, (4, 3, 3), _B), {}, ValueError,
+    ErrorCase.literal("w is 3-d", _ones(_X, (4, 3, 3), _B), {}, ValueError,
            "w has shape (4, 3, 3) but a 4-d array (F, C/groups, KH, KW) is expected"),
-    _error("an empty kernel", _ones(_X, (4, 3, 0, 3), _B), {}, ValueError,
+    ErrorCase.literal("an empty kernel", _ones(_X, (4, 3, 0, 3), _B), {}, ValueError,
            "w has shape (4, 3, 0, 3): every kernel size must be at least 1"),
-    _error("mixed precision", (np.ones(_X, np.float32), *_ones(_W, _B)), {}, TypeError,
+    ErrorCase.literal("mixed precision", (np.ones(_X, np.float32), *_ones(_W, _B)), {}, TypeError,
            "w has dtype float64 but x has dtype float32"),
-    _error("integer x", (np.ones(_X, np.int64), *_ones(_W, _B)), {}, TypeError,
+    ErrorCase.literal("integer x", (np.ones(_X, np.int64), *_ones(_W, _B)), {}, TypeError,
            "x has dtype int64 (shape (2, 3, 5, 5)) but float32 or float64 is expected"),
-    _error("float16", _ones(_X, _W, _B, dtype=np.float16), {}, TypeError,
+    ErrorCase.literal("float16", _ones(_X, _W, _B, dtype=np.float16), {}, TypeError,
            "x has dtype float16 (shape (2, 3, 5, 5)) but float32 or float64 is expected"),
 )
 CONV1D_ERRORS = (
-    _error("w is 4-d", _ones((2, 3, 5), (4, 3, 3, 3), (4,)), {}, ValueError,
+    ErrorCase.literal("w is 4-d", _ones((2, 3, 5), (4, 3, 3, 3), (4,)), {}, ValueError,
            "w has shape (4, 3, 3, 3) but a 3-d array (F, C/groups, K) is expected"),
-    _error("padding for two axes", _ones((2, 3, 5), (4, 3, 3), (4,)), {"padding": (1, 1)}, ValueError,
+    ErrorCase.literal("padding for two axes", _ones((2, 3, 5), (4, 3, 3), (4,)), {"padding": (1, 1)}, ValueError,
            "padding is (1, 1) but an int or a sequence of 1 ints (l,) is expected"),
-    _error("the kernel does not fit", _ones((2, 3, 2), (4, 3, 3), (4,)), {}, ValueError,
+    ErrorCase.literal("the kernel does not fit", _ones((2, 3, 2), (4, 3, 3), (4,)), {}, ValueError,
            "x has shape (2, 3, 2) but w has shape (4, 3, 3): the window (3,) does not fit in the "
            "input's spatial size (2,)"),
-    _error("groups does not divide C", _ones((2, 3, 5), (4, 1, 3), (4,)), {"groups": 2}, ValueError,
+    ErrorCase.literal("groups does not divide C", _ones((2, 3, 5), (4, 1, 3), (4,)), {"groups": 2}, ValueError,
            "x has shape (2, 3, 5): its C = 3 channels must be divisible by groups = 2"),
-    _error("x is 4-d", _ones((2, 3, 5, 5), (4, 3, 3), (4,)), {}, ValueError,
+    ErrorCase.literal("x is 4-d", _ones((2, 3, 5, 5), (4, 3, 3), (4,)), {}, ValueError,
            "x has shape (2, 3, 5, 5) but a 3-d array (N, C, L) is expected"),
-    _error("float16", _ones((2, 3, 5), (4, 3, 3), (4,), dtype=np.float16), {}, TypeError,
+    ErrorCase.literal("float16", _ones((2, 3, 5), (4, 3, 3), (4,), dtype=np.float16), {}, TypeError,
            "x has dtype float16 (shape (2, 3, 5)) but float32 or float64 is expected"),
 )
 

@@ -11,7 +11,6 @@ the edges hold the square case, an empty batch, all ones and contraction lengths
 from __future__ import annotations
 
 import math
-import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -95,7 +94,7 @@ AFFINE_EDGES = (
 
 
 def _error(description, arrays, error, message):
-    return ErrorCase(description, arrays, {}, error, re.escape(message))
+    return ErrorCase.literal(description, arrays, {}, error, message)  # no hyperparameters here
 
 
 LINEAR_ERRORS = (
