@@ -162,11 +162,10 @@ def test_the_command_line_prints_a_row_per_function_and_writes_the_json(tmp_path
 
 
 def _main(*argv):
-    class Usage(Exception):
-        pass
+    from verification.cli import UsageError
 
-    with pytest.raises(Usage) as raised:
-        cs231n.main(list(argv), Usage)
+    with pytest.raises(UsageError) as raised:
+        cs231n.main(list(argv))
     message = str(raised.value)
     assert "\n" not in message
     return message

@@ -40,12 +40,12 @@ class UsageError(Exception):
     """A mistake on the command line: printed as one line, exit status 2."""
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
-def _at_least_one(text: str) -> int:
+def at_least_one(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
@@ -55,14 +55,14 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def _common(parser, examples):
-    parser.add_argument("--max-examples", type=_at_least_one, default=examples,
+def common_options(parser, examples):
+    parser.add_argument("--max-examples", type=at_least_one, default=examples,
                         help=f"hypothesis examples per layer, each run in every dtype (default {examples})")
     parser.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0); runs are reproducible")
     parser.add_argument("--dtype", action="append", choices=DTYPES,
                         help="check only this dtype (repeatable); default: " + " and ".join(DTYPES))
     parser.add_argument("--json", metavar="PATH", type=Path, help="also write the report as JSON to PATH")
-    parser.add_argument("--jobs", type=_at_least_one, default=min(2, os.cpu_count() or 1),
+    parser.add_argument("--jobs", type=at_least_one, default=min(2, os.cpu_count() or 1),
                         help="layers checked in parallel processes (default: 2, or 1 on a 1-core machine)")
 
 
@@ -73,14 +73,14 @@ def _layer_names(value: str) -> str:
 
 
 def parse_verify(argv):
-    parser = _Parser(
+    parser = Parser(
         prog="python -m verification",
         description="Prove the NumPy reference backwards against JAX on hypothesis-drawn examples in float64 and "
                     "float32: " + ", ".join(CHECKS) + ". Subcommands: check, cs231n, mutants, seeds, replay; see "
                     "'python -m verification <subcommand> --help'.")
     parser.add_argument("--layer", action="append", metavar="NAME", type=_layer_names,
                         help="check only this layer (repeatable); default: the whole catalogue")
-    _common(parser, DEFAULT_EXAMPLES)
+    common_options(parser, DEFAULT_EXAMPLES)
     parser.add_argument("--long", action="store_true", help="one table row per layer, check and dtype")
     scale = parser.add_mutually_exclusive_group()
     scale.add_argument("--seed-scale", action="store_true",
@@ -91,11 +91,11 @@ def parse_verify(argv):
 
 
 def parse_check(argv):
-    parser = _Parser(prog="python -m verification check",
+    parser = Parser(prog="python -m verification check",
                      description="Prove layers of your own: FILE.py:NAME or package.module:NAME, naming a "
                                  "verification.Layer or a list of them.")
     parser.add_argument("locators", nargs="+", metavar="FILE.py:NAME")
-    _common(parser, DEFAULT_EXAMPLES)
+    common_options(parser, DEFAULT_EXAMPLES)
     parser.add_argument("--require", choices=tuple(REQUIRE), default="contract",
                         help="what must hold: everything (contract, the default), the mathematics and its accuracy "
                              "(accuracy), or the derivative alone (math)")
@@ -103,7 +103,7 @@ def parse_check(argv):
 
 
 def parse_mutants(argv):
-    parser = _Parser(
+    parser = Parser(
         prog="python -m verification mutants",
         description="Run the library of planted bugs (MUTANTS) and correct variants (VARIANTS) from the spec "
                     "modules; print which check rejects which mutant, the size of the shrunk failing example and "
@@ -112,22 +112,22 @@ def parse_mutants(argv):
                         help="only the mutants and variants of this layer (repeatable)")
     parser.add_argument("--only", action="append", metavar="LAYER[NAME]",
                         help="only this mutant or variant, e.g. 'linear[sign_flip]' (repeatable)")
-    _common(parser, MUTANT_EXAMPLES)
+    common_options(parser, MUTANT_EXAMPLES)
     return parser.parse_args(argv)
 
 
 def parse_seeds(argv):
-    parser = _Parser(prog="python -m verification seeds",
+    parser = Parser(prog="python -m verification seeds",
                      description="Prove the catalogue once per seed (1..COUNT): a correct catalogue never fails; "
                                  "reports the configurations explored over all seeds.")
-    parser.add_argument("--count", type=_at_least_one, default=20, help="number of seeds (default 20)")
+    parser.add_argument("--count", type=at_least_one, default=20, help="number of seeds (default 20)")
     parser.add_argument("--layer", action="append", metavar="NAME", type=_layer_names)
-    _common(parser, DEFAULT_EXAMPLES)
+    common_options(parser, DEFAULT_EXAMPLES)
     return parser.parse_args(argv)
 
 
 def parse_replay(argv):
-    parser = _Parser(prog="python -m verification replay",
+    parser = Parser(prog="python -m verification replay",
                      description="Replay a failure's reproducer: exit 1 when the same check fails at the same "
                                  "place, 3 when it does not reproduce.")
     parser.add_argument("file", type=Path)
@@ -257,7 +257,7 @@ def by_cost(names):
     return sorted(names, key=lambda name: (-len(LAYERS[name].input_names), name))
 
 
-def _json_target(path: Path | None) -> Path | None:
+def json_target(path: Path | None) -> Path | None:
     """Refuse an unusable --json path before the run, not after it; never create folders."""
     if path is None:
         return None
@@ -287,7 +287,7 @@ def _layer_dicts(reports):
 
 def verify(argv) -> int:
     args = parse_verify(argv)
-    json_path = _json_target(args.json)
+    json_path = json_target(args.json)
     names = list(dict.fromkeys(args.layer or LAYERS))
     seed_scale = args.seed_scale or (not args.layer and not args.no_seed_scale)
     dtypes = _dtypes(args)
@@ -302,7 +302,8 @@ def verify(argv) -> int:
         (f"catalogue:{name}", name, args.seed) for name in by_cost(names)]
     reports = run_tasks(tasks, max_examples=args.max_examples, dtypes=dtypes, jobs=args.jobs)
     seed_report = reports.pop(0) if seed_scale else None
-    reports.sort(key=lambda report: names.index(report.name))  # the catalogue's order, not the schedule's
+    scheduled = [task[1] for task in tasks if task[0] != SEED_SCALE]
+    reports = [reports[scheduled.index(name)] for name in names]  # the catalogue's order, not the schedule's
     if args.long:
         from .report import long_table
         print(long_table(reports))
@@ -336,7 +337,7 @@ def verify(argv) -> int:
 
 def check(argv) -> int:
     args = parse_check(argv)
-    json_path = _json_target(args.json)
+    json_path = json_target(args.json)
     tasks = []
     for locator in dict.fromkeys(args.locators):
         try:
@@ -359,7 +360,7 @@ def check(argv) -> int:
 
 def mutants(argv) -> int:
     args = parse_mutants(argv)
-    json_path = _json_target(args.json)
+    json_path = json_target(args.json)
     replacements = _replacements()
     unknown = sorted(set(args.only or ()) - set(replacements))
     if unknown:
@@ -387,7 +388,7 @@ def mutants(argv) -> int:
 
 def seeds(argv) -> int:
     args = parse_seeds(argv)
-    json_path = _json_target(args.json)
+    json_path = json_target(args.json)
     names = list(dict.fromkeys(args.layer or LAYERS))
     dtypes = _dtypes(args)
     seed_list = list(range(1, args.count + 1))
@@ -443,7 +444,7 @@ def replay(argv) -> int:
 def cs231n(argv) -> int:
     from .cs231n import main as course_main
 
-    return course_main(argv, UsageError)
+    return course_main(argv)
 
 
 COMMANDS = {"check": check, "cs231n": cs231n, "mutants": mutants, "seeds": seeds, "replay": replay}

@@ -878,19 +878,8 @@ def report_text(report: CourseReport) -> str:
 # ----------------------------------------------------------------------------------------
 # The command line.
 
-def _parser(usage_error):
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, not argparse's usage block
-            raise usage_error(f"{self.prog}: {message} (see {self.prog} --help)")
-
-    def at_least_one(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-        return value
+def _parser():
+    from .cli import Parser, common_options
 
     parser = Parser(
         prog="python -m verification cs231n",
@@ -899,43 +888,34 @@ def _parser(usage_error):
                     "verdict (wrong, contract, inaccurate, pass, or not implemented), the shrunk example and the "
                     "likely bug. Exits 0 when every implemented function passes, 1 otherwise.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="course files, e.g. cs231n/layers.py")
-    parser.add_argument("--max-examples", type=at_least_one, default=DEFAULT_EXAMPLES,
-                        help=f"hypothesis examples per function, each run in every dtype (default {DEFAULT_EXAMPLES})")
-    parser.add_argument("--seed", type=int, default=0, help="hypothesis seed (default 0); runs are reproducible")
     parser.add_argument("--only", action="append", metavar="NAME", default=[],
                         help="check only this function (repeatable): a row name such as conv_naive, or a course "
                              "function's name such as conv_backward_naive")
-    parser.add_argument("--dtype", action="append", choices=DTYPES,
-                        help="check only this dtype (repeatable); default: " + " and ".join(DTYPES))
-    parser.add_argument("--json", metavar="PATH", type=Path, help="also write the report as JSON to PATH")
-    parser.add_argument("--jobs", type=at_least_one, default=min(2, os.cpu_count() or 1),
-                        help="functions checked in parallel processes (default: 2, or 1 on a 1-core machine)")
+    common_options(parser, DEFAULT_EXAMPLES)
     return parser
 
 
-def main(argv, usage_error) -> int:
-    """``python -m verification cs231n PATH...``: the exit status; ``usage_error("one line")`` for a
-    mistake on the command line or a file that is not Python."""
-    args = _parser(usage_error).parse_args(argv)
+def main(argv) -> int:
+    """``python -m verification cs231n PATH...``: the exit status; a ``cli.UsageError`` (one line)
+    for a mistake on the command line or a file that is not Python."""
+    from .cli import UsageError, json_target
+
+    args = _parser().parse_args(argv)
     prog = "python -m verification cs231n"
-    if args.json is not None:
-        parent = args.json.parent if str(args.json.parent) else Path(".")
-        if args.json.is_dir() or not parent.is_dir():
-            raise usage_error(f"{prog}: --json {args.json}: " + (
-                "is a directory" if args.json.is_dir() else f"the folder {parent} does not exist"))
+    json_target(args.json)
     paths = list(dict.fromkeys(args.paths))
     unknown = sorted(set(args.only) - {n for c in COURSE for n in (c.name, *c.functions)})
     if unknown:
-        raise usage_error(f"{prog}: --only {', '.join(unknown)}: no such course function; the checker knows "
+        raise UsageError(f"{prog}: --only {', '.join(unknown)}: no such course function; the checker knows "
                           f"{', '.join(c.name for c in COURSE)} (or their functions' names)")
     try:
         report = check_files(paths, max_examples=args.max_examples, seed=args.seed,
                              dtypes=tuple(dict.fromkeys(args.dtype or DTYPES)), only=tuple(args.only),
                              jobs=args.jobs)
     except CourseFileError as error:
-        raise usage_error(f"{prog}: {error}") from None
+        raise UsageError(f"{prog}: {error}") from None
     if not report.rows:
-        raise usage_error(f"{prog}: no CS231n function found in {', '.join(paths)} (looked for "
+        raise UsageError(f"{prog}: no CS231n function found in {', '.join(paths)} (looked for "
                           f"{', '.join(c.forward for c in COURSE)})")
     print(report_text(report))
     if args.json is not None:
