@@ -167,7 +167,7 @@ BUG_CLASSES = {
     "factor": "off by a constant factor (a scale, N, 1/N, the keep probability p)",
     "wrong_axis": "reduced, normalised or indexed along the wrong axis (other than the batch axis)",
     "partial": "right except at some entries: an off-by-one, = instead of +=, a boundary or a step left out",
-    "missing": "a gradient (or a whole path of it) never written: all zeros",
+    "missing": "a gradient never written: all zeros",
     "extra_term": "adds something that does not come from dout",
     "batch_mixing": "examples of the batch leak into each other (a sum, a statistic or an index across the batch)",
     "formula": "a wrong or missing term: wrong values in no simpler pattern",

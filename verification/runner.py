@@ -49,6 +49,8 @@ JACOBIAN_CONFIGS = 3
 """Explored configurations that also get the explicit Jacobian (every edge does too): its
 program takes two to four times as long to compile as the one without, and the other routes
 run on every configuration."""
+NAMING_SAMPLE = 20
+"""Examples drawn from the whole space (not checked) among which ``name_bug`` looks for large ones."""
 SMALL_EXAMPLE = 64  # arrays with at most this many elements are printed in full
 SEVERITY = ("pass", "inaccurate", "contract", "wrong", "spec")
 """Tiers from the least severe to the most; 'spec' (the oracles disagree) stops everything."""
@@ -247,6 +249,7 @@ class _Run:
         self.hints_pending = declared(layer)
         self.drawn = 0
         self.definition_error: LayerDefinitionError | None = None
+        self.examples_seen: dict[tuple, tuple] = {}  # an example of each configuration drawn, for naming bugs
         self.confirmed: dict[tuple, bool] = {}  # (configuration, hyper) -> a wrong failure repeats on moderate values
 
     # -- the phases --------------------------------------------------------------------
@@ -322,9 +325,24 @@ class _Run:
         if self.definition_error is not None:
             raise self.definition_error
         if failing:
-            largest = max(failing, key=lambda examples: sum(np.size(a) for a in examples[0].arrays))
-            self.failures.append(failure_of(failing[-1], self.layer, record=True, template=largest))
+            seen = [(e.arrays, e.hyper) for e in failing[0][:1]] + list(self.examples_seen.values()) + self._sample(seed)
+            self.failures.append(failure_of(failing[-1], self.layer, record=True, candidates=seen))
             self.threshold = target[0]
+
+    def _sample(self, seed, count=NAMING_SAMPLE) -> list[tuple]:
+        """Examples ``(arrays, hyper)`` from the whole space, not checked: a failure found on the
+        first edges (a 0-d array) is named on larger ones."""
+        drawn: list[tuple] = []
+        strategy = self.layer.space.draws() if self.layer.space is not None else self.layer.strategy.map(
+            lambda example: (None, example))
+
+        def collect(pair):
+            drawn.append(_unpack(self.layer, pair[1]))
+
+        settings = Settings(database=None, deadline=None, max_examples=count, phases=(Phase.generate,),
+                            verbosity=Verbosity.quiet, suppress_health_check=list(HealthCheck))
+        hypothesis_seed(seed)(settings(given(strategy)(collect)))()
+        return drawn
 
     def _settings(self, count) -> Settings:
         base = self.base_settings or Settings(database=None, deadline=None, derandomize=False)
@@ -360,6 +378,7 @@ class _Run:
         if record:
             self.drawn += 1
             self.configs.setdefault(key, config)
+            self.examples_seen.setdefault(key, (arrays, hyper))
             for e in examples:
                 for outcome in e.outcomes:
                     self.summaries.setdefault((outcome.check, e.dtype), CheckSummary(outcome.check, e.dtype)).add(
@@ -486,22 +505,19 @@ def _scales_with_precision(wide, narrow) -> bool:
 
 
 def failure_of(examples: list[Example], layer: Layer, *, record: bool = False, reproducer: str | None = None,
-               template: list[Example] | None = None) -> Failure:
+               candidates: list[tuple] = ()) -> Failure:
     """The Failure of one failing example (in every dtype it ran): its headline and every hit.
     ``record``: write the example to a reproducer file (``verification.reproduce``).
-    ``template``: the largest failing example of the search, on which the bug is named (see
-    ``name_bug``): a shrunk example is mostly zeros, where any wrong formula looks like a few
-    wrong entries or a constant factor."""
+    ``candidates``: examples ``(arrays, hyper)`` of the run, on the largest of which the bug is
+    named (``name_bug``): a shrunk example, or a 0-d edge, is too small to tell a constant
+    factor or a few wrong entries from a wrong formula."""
     from . import reproduce
     from .locate import locate
 
     tier = max((e.tier for e in examples), key=SEVERITY.index)
     head_example = next(e for e in examples if e.tier == tier)
     head = head_example.headline
-    bug, diagnosis = name_bug(layer, template or examples, tier)
-    if template is not None and template[0].shapes != examples[0].shapes:
-        shapes = ", ".join(str(s) for s in template[0].shapes)
-        diagnosis += f" (read on a larger failing example, shapes {shapes}, and fresh values of it)"
+    bug, diagnosis = name_bug(layer, examples, tier, candidates)
     if reproducer is None:
         locator = locate(layer)
         path = reproduce.save(head_example, head, locator=locator, with_jacobian=True) if record else None
@@ -522,34 +538,48 @@ def failure_of(examples: list[Example], layer: Layer, *, record: bool = False, r
 
 PROBES = 3
 """Examples of fresh generic values on which ``name_bug`` names a failure's bug."""
+NAMING_CANDIDATES = 3
+"""The largest examples of a run that ``name_bug`` tries, until one fails at the tier."""
 
 
-def name_bug(layer: Layer, examples: list[Example], tier: str) -> tuple[str, str]:
-    """(bug class, sentence) for a failure of ``tier``: the diagnosis most often given on
-    ``PROBES`` examples of the failing configuration with its arrays replaced by generic random
-    values (seeded; hyperparameters, labels and masks kept) that fail at the same tier, and
-    where none does (a bug that needs special values) the failing example's own."""
-    template = next(e for e in examples if e.tier == tier)
-    own = template.headline
+def name_bug(layer: Layer, examples: list[Example], tier: str, candidates=()) -> tuple[str, str]:
+    """(bug class, sentence) for a failure of ``tier``, named on fresh generic values (seeded
+    standard normal; hyperparameters, labels and masks kept) of the largest examples the run
+    drew: ``PROBES`` of each of the ``NAMING_CANDIDATES`` largest until they fail at the
+    tier. The probes must agree (a constant factor must be the same constant): where they do
+    not, the bug is a wrong formula. Where no probe fails at the tier (a bug that needs
+    special values), the failing example's own diagnosis."""
+    own = next(e for e in examples if e.tier == tier).headline
     if tier == "spec":
         return own.bug, own.diagnosis
     rng = np.random.default_rng(0)
-    named = []
-    for _ in range(PROBES):
-        arrays = tuple(rng.standard_normal(np.shape(a)) * max(1.0, float(np.max(np.abs(a), initial=0.0)))
-                       for a in template.arrays)
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            probe = reconcile([examine(layer, arrays, template.hyper, dtype=e.dtype,
-                                       cotangent_seed=int(rng.integers(2**32))) for e in examples])
-        if max((e.tier for e in probe), key=SEVERITY.index) == tier:
-            head = next(e for e in probe if e.tier == tier).headline
-            named.append((head.bug, head.diagnosis))
-    if not named:
-        return own.bug, own.diagnosis
-    counts = Counter(bug for bug, _ in named)
-    bug = min(counts, key=lambda b: (-counts[b], SPECIFICITY.index(b) if b in SPECIFICITY else len(SPECIFICITY)))
-    return bug, next(text for b, text in named if b == bug)
+    by_size = sorted(candidates, key=lambda c: -sum(np.size(a) for a in c[0]))
+    for arrays, hyper in by_size[:NAMING_CANDIDATES]:
+        named = []
+        for _ in range(PROBES):
+            fresh = tuple(rng.standard_normal(np.shape(a)) * max(1.0, float(np.max(np.abs(a), initial=0.0)))
+                          for a in arrays)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                probe = reconcile([examine(layer, fresh, hyper, dtype=e.dtype, cotangent_seed=int(rng.integers(2**32)))
+                                   for e in examples])
+            if max((e.tier for e in probe), key=SEVERITY.index) == tier:
+                head = next(e for e in probe if e.tier == tier).headline
+                named.append((head.bug, head.diagnosis))
+        if named:
+            shapes = ", ".join(str(np.shape(a)) for a in arrays)
+            return _agreed(named, f" (named on fresh values of an example of shapes {shapes})")
+    return own.bug, own.diagnosis
+
+
+def _agreed(named, where: str) -> tuple[str, str]:
+    """The bug the probes agree on; a constant factor must be one constant (the same words)."""
+    bugs = {bug for bug, _ in named}
+    texts = {text for bug, text in named if bug == "factor"}
+    if len(bugs) == 1 and len(texts) <= 1:
+        return named[0][0], named[0][1] + where
+    return "formula", "wrong values in no simpler pattern: fresh values of the same example name " + \
+        " / ".join(sorted(bugs)) + where
 
 
 def _jsonable(value):

@@ -768,7 +768,7 @@ MUTANTS = (
     Mutant("multi_head_attention", "wo_not_transposed", "dA = dout wo, not dout wo^T",
            lambda dout, c: _mha_steps(dout, c, wo_t=lambda wo: wo), bug="transpose"),
     Mutant("multi_head_attention", "key_path_missing", "dx_kv = dV wv^T: the path through the keys left out",
-           lambda dout, c: _mha_steps(dout, c, k_path=False), bug="missing"),
+           lambda dout, c: _mha_steps(dout, c, k_path=False), bug="formula"),
     Mutant("multi_head_self_attention", "one_path", "dx = dx_q: the key and value paths of x left out",
-           _self_attention_one_path, bug="missing"),
+           _self_attention_one_path, bug="formula"),
 )

@@ -801,7 +801,7 @@ MUTANTS = (
     Mutant("lstm", "dh0_missing", "dh0 returned as zeros: the gradient never reaches the initial state",
            _lstm_backward_with(dh0=False), bug="missing"),
     Mutant("lstm", "keras_gate_order", "da laid out i, f, g, o (Keras' order), where the weights hold i, f, o, g",
-           _lstm_backward_with(gate_order=(0, 1, 3, 2)), bug="formula"),
+           _lstm_backward_with(gate_order=(0, 1, 3, 2)), bug="transpose"),
     Mutant("lstm", "cell_gradient_skips_forget_gate", "dc_prev = dc: the gradient does not pass through f",
            _lstm_backward_with(forget=False), bug="formula"),
     Mutant("lstm", "cell_gradient_not_carried", "dc_t = dh_t o tanh'(c_t): dc_prev from step t + 1 is dropped",
@@ -813,7 +813,7 @@ MUTANTS = (
     Mutant("gru_step", "dbh_from_dgx", "dbh summed from dgx, which differs in the n gate (da_n, not da_n r)",
            _gru_step_backward_with(dbh_from_dgx=True), bug="partial"),
     Mutant("gru_step", "gate_order_zrn", "dgx and dgh laid out z, r, n where the weights hold r, z, n",
-           _gru_step_backward_with(gate_order=(1, 0, 2)), bug="formula"),
+           _gru_step_backward_with(gate_order=(1, 0, 2)), bug="transpose"),
     Mutant("gru", "crash_at_one_step", "the last step peeled off the loop, the rest stacked: raises when T = 1",
            _gru_backward_peeled, bug="crash"),
 )
