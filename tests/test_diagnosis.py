@@ -67,7 +67,7 @@ def test_a_bias_summed_along_the_wrong_axis_is_named_for_square_shapes():
     bug, text = headline("affine", db_over_classes, square)
     assert bug == "wrong_axis" and "axes 0 and 1 swapped" in text
     bug, text = headline("affine", db_over_classes, (XA, WA, BA))  # N = 4, M = 5: the shape tells
-    assert bug == "wrong_axis" and "wrong axis" in text
+    assert bug == "wrong_axis" and "wrong axes" in text
 
 
 def test_a_square_transpose_is_named():
