@@ -4,12 +4,15 @@ Bad input: each layer's ``errors`` in verification/specs/losses.py."""
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from reference.losses import (
     bce_with_logits_backward, bce_with_logits_forward, mse_backward, mse_forward,
     softmax_cross_entropy_backward, softmax_cross_entropy_forward, svm_hinge_backward, svm_hinge_forward,
 )
 from verification import LAYERS
+from verification.checks.trial import Trial
+from verification.hints import check_hints
 from verification.specs.losses import jax_svm_hinge
 
 LABELS = np.array([0, 2])
@@ -126,8 +129,6 @@ def test_written_out_magnitude_is_the_jacobians(name):
     """These two give the default scale's own terms without building the Jacobian."""
     import dataclasses
 
-    from verification.checks.trial import Trial
-
     layer = LAYERS[name]
     plain = dataclasses.replace(layer, magnitude=None)
     rng = np.random.default_rng(4)
@@ -137,3 +138,21 @@ def test_written_out_magnitude_is_the_jacobians(name):
         written, derived = (Trial(lay, arrays, hyper).scales for lay in (layer, plain))
         for a, b in zip(written.outs + written.grads, derived.outs + derived.grads):
             np.testing.assert_allclose(a.magnitude, b.magnitude, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("name", ["softmax_cross_entropy", "svm_hinge", "mse", "bce_with_logits"])
+def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
+    """Hints.pad adds rows (elements) that ``where`` keeps out of the mean and its divisor, and
+    classes of score -1e4 (the cross-entropy's p = 0 exactly, the hinge's margins inactive): on
+    configurations drawn from the whole space, the hint's own check finds padded and plain oracles
+    equal (a run checks its first example only)."""
+    layer = LAYERS[name]
+
+    @settings(max_examples=3, deadline=None, database=None)
+    @given(drawn=layer.space.draws())
+    def run(drawn):
+        arrays, hyper = drawn[1]
+        checked = check_hints(Trial(layer, arrays, hyper, with_jacobian=False), {"pad"})
+        assert checked == ({"pad"} if all(a.size for a in arrays) else set())
+
+    run()

@@ -5,12 +5,16 @@ Bad input is each layer's ``errors`` in verification/specs/normalisation.py; the
 there draws eps as a NumPy float64, which must not promote float32 arithmetic."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from reference.normalisation import (
     batchnorm_alt_backward, batchnorm_alt_forward, batchnorm_backward, batchnorm_forward,
     groupnorm_backward, groupnorm_forward, layernorm_backward, layernorm_forward,
     rmsnorm_backward, rmsnorm_forward, spatial_batchnorm_backward, spatial_batchnorm_forward,
 )
+from verification import LAYERS as CATALOGUE
+from verification.checks.trial import Trial
+from verification.hints import check_hints
 
 RNG = np.random.default_rng(12)
 
@@ -161,3 +165,23 @@ def test_empty_batch_gives_empty_dx_and_zero_parameter_gradients(name):
     out, grads, _ = _run(name, arrays)
     assert out.shape == arrays[0].shape and grads[0].shape == arrays[0].shape
     assert all(g.shape == a.shape and not g.any() for g, a in zip(grads[1:], arrays[1:]))
+
+
+# --- the buckets the oracles evaluate examples in -----------------------------------------
+
+@pytest.mark.parametrize("name", ["batchnorm", "spatial_batchnorm", "layernorm", "rmsnorm", "groupnorm"])
+def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
+    """Hints.pad adds elements that the statistics must leave out (``where``), and replaces
+    groupnorm's ``groups`` by its ``members``: on configurations drawn from the whole space (both
+    buckets, groupnorm's G > 1 with padded H and W), the hint's own check finds padded and plain
+    oracles equal (a run checks its first example only, an edge in the small bucket)."""
+    layer = CATALOGUE[name]
+
+    @settings(max_examples=3, deadline=None, database=None)
+    @given(drawn=layer.space.draws())
+    def run(drawn):
+        arrays, hyper = drawn[1]
+        checked = check_hints(Trial(layer, arrays, hyper, with_jacobian=False), {"pad"})
+        assert checked == ({"pad"} if all(a.size for a in arrays) else set())
+
+    run()

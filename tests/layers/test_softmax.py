@@ -6,8 +6,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from reference.softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
+from verification import LAYERS
+from verification.checks.trial import Trial
+from verification.hints import check_hints
 
 LAYER_FUNCTIONS = {
     "softmax": (softmax_forward, softmax_backward),
@@ -106,3 +110,20 @@ def test_axis_sums_run_along_the_axis():
         y, _ = softmax_forward(x, axis=axis)
         np.testing.assert_allclose(y.sum(axis=axis), 1.0, rtol=1e-15)
         np.testing.assert_allclose(log_softmax_forward(x, axis=axis)[0], np.log(y), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
+    """Hints.pad grows every axis with logits of -1e4 (e^-1e4 is exactly 0 in float64) and writes
+    the class axis positive: on configurations drawn from the whole space, the hint's own check
+    finds padded and plain oracles equal (a run checks its first example only)."""
+    layer = LAYERS[name]
+
+    @settings(max_examples=3, deadline=None, database=None)
+    @given(drawn=layer.space.draws())
+    def run(drawn):
+        arrays, hyper = drawn[1]
+        checked = check_hints(Trial(layer, arrays, hyper, with_jacobian=False), {"pad"})
+        assert checked == ({"pad"} if all(a.size for a in arrays) else set())
+
+    run()

@@ -13,6 +13,10 @@ below differentiates as s(-z) from exp(-|z|) within 1.6 eps over |z| <= 1000.
 Every loss is a mean over the batch (or the elements), undefined for an empty one, which
 the reference refuses: the spaces start at N = 1 (and at one element); the refusal is one
 of each layer's ``errors``.
+
+Each forward takes an oracle-only keyword the NumPy forward never sees: ``where``, the rows
+(the elements) the mean runs over, None for all. The buckets (``Hints.pad``, below the input
+spaces) use it to keep their padding out of the mean and its divisor.
 """
 from __future__ import annotations
 
@@ -24,8 +28,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from reference import losses as ref
-from verification.layer import BenchCase, ErrorCase, Layer, Mutant, Variant
-from verification.space import Space
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
+from verification.space import Space, grow
 from verification.strategies import arrays, arrays_of, draw_shape, indices, signed, values
 
 WIDE_LOGIT = 100.0
@@ -41,19 +45,19 @@ moves each entry by h |t| <= 2^-12 * 5 ~ 1.2e-3, a margin by twice that: both st
 side of the kink."""
 
 
-def jax_softmax_cross_entropy(x, *, labels):
+def jax_softmax_cross_entropy(x, *, labels, where=None):
     log_probs = jax.nn.log_softmax(x, axis=1)
-    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
+    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1)[:, 0], where=where)
 
 
-def jax_svm_hinge(x, *, labels):
+def jax_svm_hinge(x, *, labels, where=None):
     correct = jnp.take_along_axis(x, labels[:, None], axis=1)
     competitors = jnp.arange(x.shape[1]) != labels[:, None]
-    return jnp.sum(jnp.where(competitors, jnp.maximum(x - correct + 1.0, 0.0), 0.0)) / x.shape[0]
+    return jnp.mean(jnp.sum(jnp.where(competitors, jnp.maximum(x - correct + 1.0, 0.0), 0.0), axis=1), where=where)
 
 
-def jax_mse(x, y):
-    return jnp.mean(jnp.square(x - y))
+def jax_mse(x, y, *, where=None):
+    return jnp.mean(jnp.square(x - y), where=where)
 
 
 def _log_sigmoid(z):
@@ -67,11 +71,19 @@ def _log_sigmoid(z):
     return jnp.where(z >= 0, -jnp.log1p(jnp.exp(-nonnegative)), negative - jnp.log1p(jnp.exp(negative)))
 
 
-def jax_bce_with_logits(x, *, targets):
-    return -jnp.mean(targets * _log_sigmoid(x) + (1.0 - targets) * _log_sigmoid(-x))
+def jax_bce_with_logits(x, *, targets, where=None):
+    return -jnp.mean(targets * _log_sigmoid(x) + (1.0 - targets) * _log_sigmoid(-x), where=where)
 
 
 SMALLEST_FLOAT32 = float(np.finfo(np.float32).smallest_subnormal)
+
+
+def _mean_weights(hyper, shape):
+    """Each row's (element's) weight in the loss's mean: 1 / the number ``where`` keeps (all, by
+    default), 0 for the rows it leaves out."""
+    where = hyper.get("where")
+    kept = jnp.ones(shape) if where is None else jnp.broadcast_to(where, shape).astype(jnp.float64)
+    return kept / jnp.sum(kept)
 
 
 def _softmax_cross_entropy_magnitude(f, arrays, hyper, dout):
@@ -93,17 +105,17 @@ def _softmax_cross_entropy_magnitude(f, arrays, hyper, dout):
     inf, which no bound accepts; U is capped there.
     """
     (x,) = arrays
-    n, c = x.shape
+    weights = _mean_weights(hyper, x.shape[:1])
     shifted = x - jnp.max(x, axis=1, keepdims=True)
     probs = jax.nn.softmax(x, axis=1)
-    onehot = jax.nn.one_hot(hyper["labels"], c, dtype=x.dtype)
+    onehot = jax.nn.one_hot(hyper["labels"], x.shape[1], dtype=x.dtype)
     exp_error = 1.0 + jnp.abs(shifted)
     sum_error = jnp.sum(probs * exp_error, axis=1, keepdims=True)
-    out_scale = jnp.mean(jax.nn.logsumexp(shifted, axis=1) + jnp.sum(onehot * jnp.abs(shifted), axis=1)
-                         + sum_error[:, 0])
-    grad_scale = jnp.abs(dout) / n * (probs * (exp_error + sum_error) + onehot)
+    out_scale = jnp.sum(weights * (jax.nn.logsumexp(shifted, axis=1) + jnp.sum(onehot * jnp.abs(shifted), axis=1)
+                                   + sum_error[:, 0]))
+    grad_scale = jnp.abs(dout) * weights[:, None] * (probs * (exp_error + sum_error) + onehot)
     label_prob = jnp.sum(onehot * probs, axis=1)
-    underflow = jnp.mean(1.0 / jnp.maximum(label_prob, SMALLEST_FLOAT32))
+    underflow = jnp.sum(weights / jnp.maximum(label_prob, SMALLEST_FLOAT32))
     return out_scale, (grad_scale,), (underflow, (jnp.zeros_like(grad_scale),))
 
 
@@ -113,20 +125,19 @@ def _svm_hinge_magnitude(f, arrays, hyper, dout):
     J_iy = -(sum_j a_ij) / N; no term cancels inside (the inputs are exact), so these are the
     terms the default scale would take from the Jacobian."""
     (x,) = arrays
-    n, c = x.shape
     labels = hyper["labels"]
     correct = jnp.take_along_axis(x, labels[:, None], axis=1)
-    competitors = jnp.arange(c) != labels[:, None]
+    competitors = jnp.arange(x.shape[1]) != labels[:, None]
     active = jnp.where(competitors & (x - correct + 1.0 > 0), 1.0, 0.0)
     counts = jnp.sum(active, axis=1, keepdims=True)
-    slope = (active + jnp.where(competitors, 0.0, counts)) / n  # |J|
+    slope = (active + jnp.where(competitors, 0.0, counts)) * _mean_weights(hyper, x.shape[:1])[:, None]  # |J|
     return jnp.abs(f(x)) + jnp.sum(slope * jnp.abs(x)), (jnp.abs(dout) * slope,)
 
 
 def _mse_magnitude(f, arrays, hyper, dout):
     """|J|^T |dL| and |L| + |J| |a|, written out: L = mean((x - y)^2), dL/dx = 2 (x - y) / n = -dL/dy."""
     x, y = arrays
-    slope = 2.0 * jnp.abs(x - y) / x.size
+    slope = 2.0 * jnp.abs(x - y) * _mean_weights(hyper, x.shape)
     return jnp.abs(f(x, y)) + jnp.sum(slope * (jnp.abs(x) + jnp.abs(y))), (jnp.abs(dout) * slope, jnp.abs(dout) * slope)
 
 
@@ -135,9 +146,9 @@ def _bce_with_logits_magnitude(f, arrays, hyper, dout):
     near t_k, so its scale is sigmoid + t; the loss adds max(x, 0), -t x and
     log1p(exp(-|x|)), and |t x| also bounds rounding the targets to float32."""
     (x,) = arrays
-    t = hyper["targets"]
-    out_scale = jnp.mean(jnp.maximum(x, 0.0) + jnp.abs(t * x) + jnp.log1p(jnp.exp(-jnp.abs(x))))
-    return out_scale, (jnp.abs(dout) / x.size * (jax.nn.sigmoid(x) + t),)
+    t, weights = hyper["targets"], _mean_weights(hyper, x.shape)
+    out_scale = jnp.sum(weights * (jnp.maximum(x, 0.0) + jnp.abs(t * x) + jnp.log1p(jnp.exp(-jnp.abs(x)))))
+    return out_scale, (jnp.abs(dout) * weights * (jax.nn.sigmoid(x) + t),)
 
 
 # ----------------------------------------------------------------------------------------
@@ -150,9 +161,13 @@ def _bce_with_logits_magnitude(f, arrays, hyper, dout):
 # The labels come in three patterns: any, all one class, and every class used (a shuffled
 # cycle: every class when N >= C, else N distinct classes).
 
+SCORES_SIDE = 24
+"""The largest N and C."""
+
+
 @st.composite
 def scores_configs(draw):
-    side = st.integers(1, 6) | st.integers(1, 24)
+    side = st.integers(1, 6) | st.integers(1, SCORES_SIDE)
     return {"N": draw(side), "C": draw(side)}
 
 
@@ -197,9 +212,13 @@ def svm_hinge_values(config):
 
 # Any shape of rank 1-4, sides 1-5, at least one element (the mean needs one) and at most 120.
 
+ANY_SIDE = 5
+"""The longest side."""
+
+
 @st.composite
 def any_shape_configs(draw):
-    return {"shape": draw_shape(draw, draw(st.integers(1, 4)), low=1, high=5, max_size=120)}
+    return {"shape": draw_shape(draw, draw(st.integers(1, 4)), low=1, high=ANY_SIDE, max_size=120)}
 
 
 ANY_SHAPE_EDGES = (
@@ -219,6 +238,38 @@ def bce_with_logits_values(config):
     shape = config["shape"]
     x = arrays(shape, elements=values() | values(-LARGE_LOGIT, LARGE_LOGIT))
     return st.tuples(st.tuples(x), st.fixed_dictionaries({"targets": arrays(shape, low=0.0, high=1.0)}))
+
+
+# ----------------------------------------------------------------------------------------
+# Buckets (Hints.pad): the scores layers share one program, (N, C) = (SCORES_SIDE, SCORES_SIDE);
+# mse and bce_with_logits one per rank, every side grown to ANY_SIDE. An added row (an added
+# element) is left out of the mean and of its divisor by ``where``, which marks the real ones,
+# in the specification and in the magnitude (``_mean_weights``); its outputs are cut off. An
+# added class has the score ABSENT_SCORE: for the cross-entropy e^(-1e4 - max) underflows to
+# exactly 0 in float64 (the scores lie in [-100, 100]), so the real rows' softmax, loss and
+# magnitude (whose terms are weighted by p) are unchanged, and a finite score keeps the
+# magnitude's |s| finite; for the hinge its margin -1e4 - x_iy + 1 is inactive (< 0), far from
+# the kink. The added rows hold ABSENT_SCORE too, with label 0: left out by ``where`` whatever
+# they compute. mse's added x and y are 0, as are bce_with_logits' added logits and targets.
+
+ABSENT_SCORE = -1e4
+
+
+def _scores_bucket(arrays, hyper):
+    """Hints.pad for the scores layers: x grown to (SCORES_SIDE, SCORES_SIDE) with ABSENT_SCORE, the
+    labels with 0, and ``where`` marking the real rows."""
+    (x,) = arrays
+    shape = (SCORES_SIDE, SCORES_SIDE)
+    return (grow(x, shape, ABSENT_SCORE),), {**hyper, "labels": grow(hyper["labels"], shape[:1]),
+                                             "where": grow(np.ones(x.shape[:1], bool), shape[:1])}
+
+
+def _any_shape_bucket(arrays, hyper):
+    """Hints.pad for mse and bce_with_logits: every array grown to ANY_SIDE along each axis with 0,
+    and ``where`` marking the real elements."""
+    shape = (ANY_SIDE,) * arrays[0].ndim
+    grown = {key: grow(value, shape) for key, value in hyper.items()}  # bce_with_logits' targets
+    return tuple(grow(a, shape) for a in arrays), {**grown, "where": grow(np.ones(arrays[0].shape, bool), shape)}
 
 
 # ----------------------------------------------------------------------------------------
@@ -286,19 +337,20 @@ def bce_with_logits_bench(rng, shape=(256, 1000)):
 softmax_cross_entropy = Layer(
     "softmax_cross_entropy", ref.softmax_cross_entropy_forward, ref.softmax_cross_entropy_backward,
     jax_softmax_cross_entropy, Space(scores_configs(), softmax_cross_entropy_values, edges=SCORES_EDGES),
-    magnitude=_softmax_cross_entropy_magnitude, errors=SCORES_ERRORS, bench=scores_bench)
+    magnitude=_softmax_cross_entropy_magnitude, hints=Hints(pad=_scores_bucket), errors=SCORES_ERRORS,
+    bench=scores_bench)
 svm_hinge = Layer("svm_hinge", ref.svm_hinge_forward, ref.svm_hinge_backward, jax_svm_hinge,
                   Space(scores_configs(), svm_hinge_values, edges=SCORES_EDGES), magnitude=_svm_hinge_magnitude,
-                  errors=SCORES_ERRORS,
-                  bench=scores_bench)
+                  hints=Hints(pad=_scores_bucket), errors=SCORES_ERRORS, bench=scores_bench)
 # Quadratic in x and in y, and a mean over all elements: neither linear_in nor per_example.
 mse = Layer("mse", ref.mse_forward, ref.mse_backward, jax_mse,
-            Space(any_shape_configs(), mse_values, edges=ANY_SHAPE_EDGES), magnitude=_mse_magnitude, errors=MSE_ERRORS,
-            bench=elementwise_bench)
+            Space(any_shape_configs(), mse_values, edges=ANY_SHAPE_EDGES), magnitude=_mse_magnitude,
+            hints=Hints(pad=_any_shape_bucket), errors=MSE_ERRORS, bench=elementwise_bench)
 bce_with_logits = Layer(
     "bce_with_logits", ref.bce_with_logits_forward, ref.bce_with_logits_backward, jax_bce_with_logits,
     Space(any_shape_configs(), bce_with_logits_values, edges=ANY_SHAPE_EDGES),
-    magnitude=_bce_with_logits_magnitude, errors=BCE_WITH_LOGITS_ERRORS, bench=bce_with_logits_bench)
+    magnitude=_bce_with_logits_magnitude, hints=Hints(pad=_any_shape_bucket), errors=BCE_WITH_LOGITS_ERRORS,
+    bench=bce_with_logits_bench)
 
 
 # Correct variants: other ways to write the same derivatives, which the verifier must accept.

@@ -3,10 +3,14 @@
 batchnorm, batchnorm_alt, spatial_batchnorm, layernorm, groupnorm and rmsnorm, in training
 mode (batch statistics, biased variance). The forwards are written from the textbook
 definitions with ``jnp.mean``, ``jnp.var`` and ``lax.rsqrt`` on each layer's own axes
-(groupnorm through a reshape to (N, G, C/G*H*W)), not through the reference's shared
-grouped view. ``jax.nn.standardize`` is avoided on purpose: it takes the variance as
+(groupnorm through a (G, C, H, W) mask of its groups' members), not through the reference's
+shared grouped view. ``jax.nn.standardize`` is avoided on purpose: it takes the variance as
 mean(x^2) - mean(x)^2, whose float64 rounding error grows as (|mean|/sigma)^2 and would
 make the oracle, not the layer, the inaccurate side on offset inputs.
+
+Each forward takes an oracle-only keyword the NumPy forward never sees (None by default):
+``where``, the elements the statistics run over, or groupnorm's ``members``. The buckets
+(``Hints.pad``, at the end of the input spaces) use it to leave their padding out.
 """
 from __future__ import annotations
 
@@ -17,37 +21,53 @@ from jax import lax
 
 from reference import normalisation as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import arrays, floats
 
 # ----------------------------------------------------------------------------------------
 # Independent forwards.
 
-def jax_batchnorm(x, gamma, beta, *, eps):
-    return (x - jnp.mean(x, axis=0)) * lax.rsqrt(jnp.var(x, axis=0) + eps) * gamma + beta
+def jax_batchnorm(x, gamma, beta, *, eps, where=None):
+    mean, var = jnp.mean(x, axis=0, where=where), jnp.var(x, axis=0, where=where)
+    return (x - mean) * lax.rsqrt(var + eps) * gamma + beta
 
 
-def jax_spatial_batchnorm(x, gamma, beta, *, eps):
+def jax_spatial_batchnorm(x, gamma, beta, *, eps, where=None):
     axes = (0, 2, 3)
-    mean, var = jnp.mean(x, axis=axes, keepdims=True), jnp.var(x, axis=axes, keepdims=True)
+    mean, var = jnp.mean(x, axis=axes, keepdims=True, where=where), jnp.var(x, axis=axes, keepdims=True, where=where)
     return (x - mean) * lax.rsqrt(var + eps) * gamma[:, None, None] + beta[:, None, None]
 
 
-def jax_layernorm(x, gamma, beta, *, eps):
-    mean, var = jnp.mean(x, axis=-1, keepdims=True), jnp.var(x, axis=-1, keepdims=True)
+def jax_layernorm(x, gamma, beta, *, eps, where=None):
+    mean, var = jnp.mean(x, axis=-1, keepdims=True, where=where), jnp.var(x, axis=-1, keepdims=True, where=where)
     return gamma * (x - mean) / jnp.sqrt(var + eps) + beta
 
 
-def jax_groupnorm(x, gamma, beta, *, groups, eps):
-    n, c, h, w = x.shape
-    grouped = x.reshape(n, groups, c // groups * h * w)  # channel-major: a group is contiguous
-    mean, var = jnp.mean(grouped, axis=-1, keepdims=True), jnp.var(grouped, axis=-1, keepdims=True)
-    xhat = ((grouped - mean) * lax.rsqrt(var + eps)).reshape(x.shape)
+def _group_members(shape, groups) -> np.ndarray:
+    """(G, C, H, W) booleans for x of shape (N, C, H, W): group g holds channels g C/G to
+    (g + 1) C/G - 1, every pixel of them."""
+    _, c, h, w = shape
+    channel_group = np.arange(c) // (c // groups)
+    return np.broadcast_to((channel_group == np.arange(groups)[:, None])[:, :, None, None], (groups, c, h, w))
+
+
+def _group_mean(t, members):
+    """Each element of t (N, C, H, W) replaced by the mean of its group (0 for an element of no group)."""
+    weights = members.astype(t.dtype)
+    sizes = jnp.maximum(jnp.sum(weights, axis=(1, 2, 3)), 1.0)  # a group of no element is empty, not 0/0
+    return jnp.einsum("ng,gchw->nchw", jnp.einsum("nchw,gchw->ng", t, weights) / sizes, weights)
+
+
+def jax_groupnorm(x, gamma, beta, *, eps, groups=None, members=None):
+    if members is None:
+        members = _group_members(x.shape, groups)
+    mean = _group_mean(x, members)
+    xhat = (x - mean) * lax.rsqrt(_group_mean(jnp.square(x - mean), members) + eps)
     return xhat * gamma[:, None, None] + beta[:, None, None]
 
 
-def jax_rmsnorm(x, gamma, *, eps):
-    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps) * gamma
+def jax_rmsnorm(x, gamma, *, eps, where=None):
+    return x * lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True, where=where) + eps) * gamma
 
 
 # ----------------------------------------------------------------------------------------
@@ -133,14 +153,13 @@ def _normalisation_magnitude(group_mean, *, centred):
 
 def _mean_over(axes):
     def group_mean(t, hyper):
-        return jnp.broadcast_to(jnp.mean(t, axis=axes, keepdims=True), t.shape)
+        return jnp.broadcast_to(jnp.mean(t, axis=axes, keepdims=True, where=hyper.get("where")), t.shape)
     return group_mean
 
 
 def _group_mean_groupnorm(t, hyper):
-    n, c, h, w = t.shape
-    grouped = t.reshape(n, hyper["groups"], c // hyper["groups"] * h * w)
-    return jnp.broadcast_to(jnp.mean(grouped, axis=-1, keepdims=True), grouped.shape).reshape(t.shape)
+    members = hyper.get("members")
+    return _group_mean(t, _group_members(t.shape, hyper["groups"]) if members is None else members)
 
 
 _batch_magnitude = _normalisation_magnitude(_mean_over((0,)), centred=True)
@@ -169,9 +188,15 @@ _rms_magnitude = _normalisation_magnitude(_mean_over((1,)), centred=False)
 # with N 0-4, C 1-8 and any divisor G of it, H and W 1-4, at most GROUP_MAX_SIZE elements.
 # Two sides are the whole configuration of the (N, D) layers: small ranges would be a few
 # dozen shapes, each seen in every run; these reach about 200 in 20 seeds of 30 draws, while
-# dY/dx stays under (24 * 12)^2 = 82,944 entries (65,536 spatial, 25,600 groupnorm).
+# dY/dx, computed in the largest bucket (below), stays under (24 * 12)^2 = 82,944 entries
+# (65,536 spatial; 262,144 groupnorm, whose bucket holds every N, C, H and W of its space).
 
 SHIFT = 30.0
+ROWS, FEATURES = 24, 12
+"""The largest (N, D) of the (N, D) layers."""
+SIDE = 4
+"""The largest side of an (N, C, H, W) x, but for groupnorm's channels."""
+GROUP_CHANNELS = 8
 GROUP_MAX_SIZE = 160
 
 
@@ -188,14 +213,14 @@ def _rows(low_n):
     others are, so that the shrinker can lower N without the rest changing meaning."""
     @st.composite
     def configs(draw):
-        square, n, d = draw(st.integers(0, 2)) == 2, _side(draw, low_n, 24), _side(draw, 1, 12)
+        square, n, d = draw(st.integers(0, 2)) == 2, _side(draw, low_n, ROWS), _side(draw, 1, FEATURES)
         return {"shape": (n, n if square and 1 <= n <= 12 else d)}
     return configs()
 
 
 @st.composite
 def spatial_configs(draw):
-    return {"shape": tuple(draw(st.integers(1, 4)) for _ in range(4))}
+    return {"shape": tuple(draw(st.integers(1, SIDE)) for _ in range(4))}
 
 
 @st.composite
@@ -203,12 +228,12 @@ def group_configs(draw):
     """C/G channels per group, then G, with C = G * C/G <= 8: every divisor G of every C
     reachable, and 1 < G < C common (C/G of 2-4 with G of 2-4 a fifth of the time). Then N,
     H, W within GROUP_MAX_SIZE elements. Shrinking moves toward C/G = G = 1."""
-    per_group = draw(st.integers(1, 8))
-    groups = draw(st.integers(1, 8 // per_group))
+    per_group = draw(st.integers(1, GROUP_CHANNELS))
+    groups = draw(st.integers(1, GROUP_CHANNELS // per_group))
     c = groups * per_group
-    n = draw(st.integers(0, 4))
-    h = draw(st.integers(1, max(1, min(4, GROUP_MAX_SIZE // (max(n, 1) * c)))))
-    w = draw(st.integers(1, max(1, min(4, GROUP_MAX_SIZE // (max(n, 1) * c * h)))))
+    n = draw(st.integers(0, SIDE))
+    h = draw(st.integers(1, max(1, min(SIDE, GROUP_MAX_SIZE // (max(n, 1) * c)))))
+    w = draw(st.integers(1, max(1, min(SIDE, GROUP_MAX_SIZE // (max(n, 1) * c * h)))))
     return {"shape": (n, c, h, w), "groups": groups}
 
 
@@ -268,6 +293,70 @@ def normalisation_space(configs, edges, *, n_params=2) -> Space:
         return example()
 
     return Space(configs, examples, edges=edges)
+
+
+# ----------------------------------------------------------------------------------------
+# Buckets (Hints.pad): the configurations of a layer's space share the oracle programs of two
+# buckets, into which each example is embedded with zeros appended to x, gamma and beta: the
+# space's largest configuration, (N, D) = (ROWS, FEATURES), (N, C, H, W) = (SIDE, SIDE, SIDE,
+# SIDE) (groupnorm: GROUP_CHANNELS channels), and a small one that holds every edge. The edges'
+# examples get the explicit Jacobian, computed at the bucket's size, and its cost grows as the
+# square of the size at XLA's -O0 (layernorm: 0.4 ms a call at (6, 12), 1.3 ms at (24, 12);
+# groupnorm: 0.6 ms at 64 elements, 5.4 ms at 512).
+# What the padding adds must stay out of the real outputs:
+# * a group of its own is harmless: an added feature of batchnorm (a channel of
+#   spatial_batchnorm) is a zero column normalised on its own, var = 0 and y = 0 (gamma and
+#   beta are 0 there); an added row of layernorm or rmsnorm, an added example of groupnorm,
+#   likewise;
+# * an element added to a real group would move its statistics: ``where`` (a boolean mask of
+#   x's real elements along the statistics' axes, broadcast along the others) keeps the added
+#   rows of batchnorm, the added N, H, W of spatial_batchnorm and the added features of
+#   layernorm and rmsnorm out of every mean, in the specification and in the magnitude; the
+#   means divide by the real count;
+# * groupnorm's groups are contiguous blocks of C/G channels, which no padding at the end
+#   keeps: ``members`` (G, C, H, W) says which elements form each group, grown to the
+#   bucket's GROUP_CHANNELS groups (the added ones empty) with no added element in any group,
+#   so G, C, H and W share the program (``groups``, an int that would compile per value, is
+#   left out of the bucket's hyperparameters).
+# Their outputs are cut off and pull nothing back (their cotangents are 0); the hint's check
+# compares padded and plain on each run's first example.
+
+ROW_BUCKETS = ((6, FEATURES), (ROWS, FEATURES))
+SPATIAL_BUCKETS = ((3, 3, 3, 3), (SIDE,) * 4)
+GROUP_BUCKETS = ((2, GROUP_CHANNELS, 2, 2), (SIDE, GROUP_CHANNELS, SIDE, SIDE))
+
+
+def _bucket_of(shape, buckets):
+    """The first of ``buckets`` (the smallest first) that holds an array of ``shape``."""
+    return next(bucket for bucket in buckets if all(n <= m for n, m in zip(shape, bucket)))
+
+
+def _statistics_bucket(buckets, axes):
+    """Hints.pad for a layer whose statistics run over ``axes`` of x: x grown to its bucket and each
+    parameter to the bucket's features, with zeros, and the mask ``where`` of x's real elements
+    along ``axes``."""
+    def pad(arrays, hyper):
+        x, *params = arrays
+        top = _bucket_of(x.shape, buckets)
+        own = tuple(n if axis in axes else 1 for axis, n in enumerate(x.shape))
+        where = grow(np.ones(own, bool), tuple(n if axis in axes else 1 for axis, n in enumerate(top)))
+        return (grow(x, top), *(grow(p, top[1:2]) for p in params)), {**hyper, "where": where}
+    return pad
+
+
+def _group_bucket(arrays, hyper):
+    """Hints.pad for groupnorm: x grown to its bucket, gamma and beta to GROUP_CHANNELS, with zeros;
+    ``members`` in place of ``groups``."""
+    x, *params = arrays
+    top = _bucket_of(x.shape, GROUP_BUCKETS)
+    members = grow(_group_members(x.shape, hyper["groups"]), (GROUP_CHANNELS, *top[1:]))
+    rest = {key: value for key, value in hyper.items() if key != "groups"}
+    return (grow(x, top), *(grow(p, top[1:2]) for p in params)), {**rest, "members": members}
+
+
+BATCH_BUCKET = _statistics_bucket(ROW_BUCKETS, (0,))
+ROW_BUCKET = _statistics_bucket(ROW_BUCKETS, (1,))
+SPATIAL_BUCKET = _statistics_bucket(SPATIAL_BUCKETS, (0, 2, 3))
 
 
 def _bench(x_shape, n_params=2, **static):
@@ -336,25 +425,25 @@ GROUP_ERRORS = ErrorCase.literal_rows(
 
 batchnorm = Layer("batchnorm", ref.batchnorm_forward, ref.batchnorm_backward, jax_batchnorm,
                   normalisation_space(_rows(1), BATCH_EDGES), magnitude=_batch_magnitude,
-                  hints=Hints(linear_in=(1, 2)), errors=BATCH_ERRORS, bench=_bench((256, 1024)))
+                  hints=Hints(linear_in=(1, 2), pad=BATCH_BUCKET), errors=BATCH_ERRORS, bench=_bench((256, 1024)))
 batchnorm_alt = Layer("batchnorm_alt", ref.batchnorm_alt_forward, ref.batchnorm_alt_backward, jax_batchnorm,
                       normalisation_space(_rows(1), BATCH_EDGES), magnitude=_batch_magnitude,
-                      hints=Hints(linear_in=(1, 2)), errors=BATCH_ERRORS, bench=_bench((256, 1024)))
+                      hints=Hints(linear_in=(1, 2), pad=BATCH_BUCKET), errors=BATCH_ERRORS, bench=_bench((256, 1024)))
 spatial_batchnorm = Layer("spatial_batchnorm", ref.spatial_batchnorm_forward, ref.spatial_batchnorm_backward,
                           jax_spatial_batchnorm, normalisation_space(spatial_configs(), SPATIAL_EDGES),
-                          magnitude=_spatial_magnitude, hints=Hints(linear_in=(1, 2)), errors=SPATIAL_ERRORS,
-                          bench=_bench((32, 64, 32, 32)))
+                          magnitude=_spatial_magnitude, hints=Hints(linear_in=(1, 2), pad=SPATIAL_BUCKET),
+                          errors=SPATIAL_ERRORS, bench=_bench((32, 64, 32, 32)))
 layernorm = Layer("layernorm", ref.layernorm_forward, ref.layernorm_backward, jax_layernorm,
                   normalisation_space(_rows(0), ROW_EDGES), magnitude=_row_magnitude,
-                  hints=Hints(per_example=True, linear_in=(1, 2)), errors=LAYERNORM_ERRORS,
+                  hints=Hints(per_example=True, linear_in=(1, 2), pad=ROW_BUCKET), errors=LAYERNORM_ERRORS,
                   bench=_bench((256, 1024)))
 groupnorm = Layer("groupnorm", ref.groupnorm_forward, ref.groupnorm_backward, jax_groupnorm,
                   normalisation_space(group_configs(), GROUP_EDGES), magnitude=_group_magnitude,
-                  hints=Hints(per_example=True, linear_in=(1, 2)), errors=GROUP_ERRORS,
+                  hints=Hints(per_example=True, linear_in=(1, 2), pad=_group_bucket), errors=GROUP_ERRORS,
                   bench=_bench((32, 64, 32, 32), groups=8))
 rmsnorm = Layer("rmsnorm", ref.rmsnorm_forward, ref.rmsnorm_backward, jax_rmsnorm,
                 normalisation_space(_rows(0), ROW_EDGES, n_params=1), magnitude=_rms_magnitude,
-                hints=Hints(per_example=True, linear_in=(1,)), errors=RMSNORM_ERRORS,
+                hints=Hints(per_example=True, linear_in=(1,), pad=ROW_BUCKET), errors=RMSNORM_ERRORS,
                 bench=_bench((256, 1024), n_params=1))
 
 

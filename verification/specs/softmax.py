@@ -7,6 +7,9 @@ The space: any axis, positive or negative, of an array of rank 1-4 with sides 0-
 class axis at least 1). Over any axis but axis 0 row i of the output depends on row i of x
 alone, and the layers are ``per_example`` there; over axis 0 (a rank-1 array included) the
 batch axis is the class axis, and they are not.
+
+The oracles evaluate each example in one bucket per rank and class axis (``Hints.pad``, below
+the input space): ten buckets (1 + 2 + 3 + 4 class axes) serve the space's hundreds of shapes.
 """
 from __future__ import annotations
 
@@ -19,11 +22,14 @@ from hypothesis import strategies as st
 
 from reference import softmax as ref
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import VALUE_BOUND, arrays, draw_shape
 
 MAX_SIZE = 120
-"""At most this many elements: the explicit Jacobian has size^2 <= 14,400 entries."""
+"""At most this many elements in an example."""
+MAX_SIDE = 5
+"""The longest side; a bucket has it along every axis, so the explicit Jacobian, computed in the
+bucket, has at most (5^4)^2 = 390,625 entries (a rank-4 example)."""
 LOGIT_BOUNDS = (VALUE_BOUND, 60.0, 1000.0)
 """Each example's logits lie in [-b, b] for one b of these: 2, where every class counts;
 60, where e^(x - m) spans e^-120, below float32's normal range (1e-38); and 1000, where
@@ -101,7 +107,7 @@ def softmax_configs(draw):
     axis, negative, repeat = draw(st.integers(0, rank - 1)), draw(st.booleans()), draw(st.booleans())
     others = [a for a in range(rank) if a != axis] or [axis]  # rank 1: no other axis
     other = others[draw(st.integers(0, len(others) - 1))]
-    shape = list(draw_shape(draw, rank, low=0, high=5, max_size=MAX_SIZE, nonzero=(axis,)))
+    shape = list(draw_shape(draw, rank, low=0, high=MAX_SIDE, max_size=MAX_SIZE, nonzero=(axis,)))
     if repeat and shape[other] and shape[axis] * math.prod(shape) // shape[other] <= MAX_SIZE:
         shape[other] = shape[axis]
     return {"shape": tuple(shape), "axis": axis - rank if negative else axis}
@@ -132,6 +138,24 @@ def _per_example(arrays, hyper) -> bool:
     return hyper["axis"] % x.ndim != 0
 
 
+# Buckets (Hints.pad): one per rank and class axis (the axis is static: the pad writes it
+# positive, so that -1 and 1 of a matrix share a program), every side grown to MAX_SIDE.
+# Along the class axis the added logits are ABSENT_LOGIT: e^(-1e4 - max) underflows to exactly
+# 0 in float64 (the logits lie in [-1000, 1000]), so each real distribution, its derivatives
+# and the magnitudes (whose terms are weighted by p) are unchanged, and a finite logit keeps
+# the magnitudes' |z| finite. Along the other axes an added slice is a distribution of its own,
+# whose outputs are cut off and pull nothing back. per_example is read from the example itself,
+# and the bucket keeps its rank and its axes: axis 0 is the batch axis in both.
+
+ABSENT_LOGIT = -1e4
+
+
+def _bucket(arrays, hyper):
+    """Hints.pad: x grown to MAX_SIDE along every axis with ABSENT_LOGIT, the axis written positive."""
+    (x,) = arrays
+    return (grow(x, (MAX_SIDE,) * x.ndim, ABSENT_LOGIT),), {**hyper, "axis": hyper["axis"] % x.ndim}
+
+
 BAD = (
     ("axis past the last", (np.ones((3, 4)),), {"axis": 2}, ValueError,
      "axis is 2 but x has shape (3, 4): axis must lie in [-2, 2)"),
@@ -158,10 +182,10 @@ def softmax_bench(rng):
 
 softmax = Layer("softmax", ref.softmax_forward, ref.softmax_backward, jax_softmax,
                 Space(softmax_configs(), softmax_values, edges=SOFTMAX_EDGES), magnitude=_softmax_magnitude,
-                hints=Hints(per_example=_per_example), errors=ERRORS, bench=softmax_bench)
+                hints=Hints(per_example=_per_example, pad=_bucket), errors=ERRORS, bench=softmax_bench)
 log_softmax = Layer("log_softmax", ref.log_softmax_forward, ref.log_softmax_backward, jax_log_softmax,
                     Space(softmax_configs(), softmax_values, edges=SOFTMAX_EDGES), magnitude=_log_softmax_magnitude,
-                    hints=Hints(per_example=_per_example), errors=ERRORS, bench=softmax_bench)
+                    hints=Hints(per_example=_per_example, pad=_bucket), errors=ERRORS, bench=softmax_bench)
 
 
 # ----------------------------------------------------------------------------------------
