@@ -22,7 +22,7 @@ import numpy as np
 from . import tolerance
 
 SPECIFICITY = ("order", "transpose", "sign", "factor", "batch_mixing", "wrong_axis", "missing", "extra_term",
-               "partial", "nan", "precision", "instability", "shape", "dtype", "aliasing", "in_place", "layout",
+               "partial", "nan", "precision", "instability", "shape", "dtype", "in_place", "aliasing", "layout",
                "interface", "crash", "formula")
 """The bug classes from the most telling to the least: where one example fails several checks,
 the headline is the most telling diagnosis among the most severe tier's."""
@@ -109,7 +109,7 @@ def _right_for_modified_inputs(trial, name, actual, dtype):
         return None
     at = tuple(np.asarray(a, np.float64) for a in trial.inputs)
     probe = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, arrays=at,
-                           with_jacobian=trial.oracle_jacobian)
+                           with_jacobian=trial.probe_jacobian)
     k = trial.names.index(name)
     scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
     if fits(actual, probe.vjp[k], scale, dtype):
@@ -191,7 +191,7 @@ def _swapped_axes(trial, name, actual, dtype):
         if dout.shape[i] != dout.shape[j] or dout.shape[i] < 2:
             continue
         swapped = np.swapaxes(dout, i, j).copy()
-        probe = trial.evaluate((swapped,), (swapped,), trial.draws.tangents, with_jacobian=trial.oracle_jacobian)
+        probe = trial.evaluate((swapped,), (swapped,), trial.draws.tangents, with_jacobian=trial.probe_jacobian)
         scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
         if fits(actual, probe.vjp[k], scale, dtype):
             return "wrong_axis", (f"{name} is the right gradient for dout with axes {i} and {j} swapped: summed "

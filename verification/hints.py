@@ -21,15 +21,17 @@ def declared(layer) -> set[str]:
     return {name for name in ("elementwise", "linear_in", "per_example", "pad") if getattr(hints, name)}
 
 
-def check_hints(trial, pending: set[str]) -> set[str]:
-    """Check the hints in ``pending`` that this example can test; return those checked."""
+def check_hints(trial, pending: set[str], buckets: set) -> set[str]:
+    """Check the hints in ``pending`` that this example can test; return those checked. The pad
+    stays pending: it is checked again on the first example of every bucket (``buckets``: those
+    checked so far, updated)."""
     if trial.runs.status != "pass" or any(a.size == 0 for a in trial.arrays64):
         return set()
     done = set()
     for hint, testable, test in (("elementwise", _elementwise_testable, _elementwise),
                                  ("linear_in", lambda t: True, _linear_in),
                                  ("per_example", _per_example_testable, _per_example),
-                                 ("pad", lambda t: True, _pad)):
+                                 ("pad", lambda t: t.bucket not in buckets, _pad)):
         if hint in pending and testable(trial):
             try:
                 problem = test(trial)
@@ -39,6 +41,9 @@ def check_hints(trial, pending: set[str]) -> set[str]:
                 raise LayerDefinitionError(f"{trial.layer.name}: the hint {problem}")
             if problem is not None:  # None: the example could not tell
                 done.add(hint)
+    if "pad" in done:
+        buckets.add(trial.bucket)
+        done.remove("pad")
     return done
 
 
@@ -85,10 +90,10 @@ def _linear_in(trial):
         if not 0 <= k < len(trial.arrays64):
             return f"linear_in={trial.layer.hints.linear_in} is wrong: there is no input {k}"
         along_k = tuple(t if i == k else np.zeros_like(t) for i, t in enumerate(trial.draws.tangents))
-        slope = trial.evaluate(trial.draws.douts, trial.draws.douts2, along_k, with_jacobian=trial.oracle_jacobian).jvp
+        slope = trial.evaluate(trial.draws.douts, trial.draws.douts2, along_k, with_jacobian=trial.probe_jacobian).jvp
         shifted = trial.arrays64[:k] + (trial.arrays64[k] + trial.draws.tangents[k],) + trial.arrays64[k + 1:]
         moved = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, arrays=shifted,
-                               with_jacobian=trial.oracle_jacobian)
+                               with_jacobian=trial.probe_jacobian)
         step = sum(float(np.sum(d * (m - o))) for d, m, o in zip(douts, moved.outs, base.outs))
         rounding = sum(float(np.sum(np.abs(d) * (np.abs(m) + np.abs(o) + np.asarray(s.magnitude))))
                        for d, m, o, s in zip(douts, moved.outs, base.outs, trial.scales.outs))
@@ -118,10 +123,10 @@ def _per_example(trial):
     own = [np.zeros_like(d) for d in others]
     for d, mine in zip(others, own):
         mine[j], d[j] = d[j], 0.0
-    leak = trial.evaluate(others, others, tuple(tangents), with_jacobian=trial.oracle_jacobian).jvp
+    leak = trial.evaluate(others, others, tuple(tangents), with_jacobian=trial.probe_jacobian).jvp
     if abs(leak) > tolerance.tiny(np.float64):
         return (f"per_example=True is wrong: row {j} of {trial.input_names[0]} moves other rows of the output "
                 f"(<dY without row {j}, J t> = {leak:.3g}, not 0)")
-    if trial.evaluate(own, own, tuple(tangents), with_jacobian=trial.oracle_jacobian).jvp == 0:
+    if trial.evaluate(own, own, tuple(tangents), with_jacobian=trial.probe_jacobian).jvp == 0:
         return None  # not informative here
     return ""

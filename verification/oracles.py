@@ -210,7 +210,12 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
     static, traced = split_hyper(hyper)
     function = _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), len(douts) > 1)
     raw = jax.device_get(function(tuple(arrays), traced, tuple(douts), tuple(tangents)))
-    second = raw if douts2 is douts else jax.device_get(function(tuple(arrays), traced, tuple(douts2), tuple(tangents)))
+    if douts2 is douts:
+        second = raw
+    else:  # dY2 needs its pullback and its scale, not the Jacobian again: the light program where it is shared
+        shared = layer.magnitude is not None and (layer.hints.pad is not None or layer.hints.elementwise)
+        light = _compiled(layer.jax_forward, layer.magnitude, static, False, len(douts) > 1) if shared else function
+        second = jax.device_get(light(tuple(arrays), traced, tuple(douts2), tuple(tangents)))
     outs = tuple(np.asarray(o) for o in raw["outs"])
     if any(o.dtype != np.float64 for o in outs):
         raise RuntimeError(

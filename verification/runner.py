@@ -247,6 +247,7 @@ class _Run:
         self.failures: list[Failure] = []
         self.threshold = "pass"
         self.hints_pending = declared(layer)
+        self.buckets_checked: set = set()  # buckets whose padding the pad hint's check has confirmed
         self.drawn = 0
         self.definition_error: LayerDefinitionError | None = None
         self.examples_seen: dict[tuple, tuple] = {}  # an example of each configuration drawn, for naming bugs
@@ -368,7 +369,7 @@ class _Run:
                                       jacobian_budget=self.jacobian_budget, with_jacobian=with_jacobian)
                               for dtype in self.dtypes])
         if self.hints_pending:
-            self.hints_pending -= check_hints(examples[0].trial, self.hints_pending)
+            self.hints_pending -= check_hints(examples[0].trial, self.hints_pending, self.buckets_checked)
         if any(e.tier == "wrong" for e in examples):
             probe_key = (key, _hyper_key(hyper))  # shrinking revisits configurations: probe each once
             if probe_key not in self.confirmed:

@@ -181,7 +181,10 @@ def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
     @given(drawn=layer.space.draws())
     def run(drawn):
         arrays, hyper = drawn[1]
-        checked = check_hints(Trial(layer, arrays, hyper, with_jacobian=False), {"pad"})
-        assert checked == ({"pad"} if all(a.size for a in arrays) else set())
+        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
+
+        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
+
+        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
 
     run()

@@ -187,5 +187,5 @@ def _spec_differences(trial) -> tuple[float, float]:
     """``central_difference`` of the JAX forward itself (the compiled program at x +- h t)."""
     def outputs_at(arrays):
         return trial.evaluate(trial.draws.douts, trial.draws.douts, trial.draws.tangents, arrays=arrays,
-                              with_jacobian=trial.oracle_jacobian).outs
+                              with_jacobian=trial.probe_jacobian).outs
     return central_difference(trial, outputs_at, FD_STEP)

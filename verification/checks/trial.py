@@ -165,10 +165,28 @@ class Trial:
         shapes = [a.shape for a in self.inputs]
         out_shapes = [o.shape for o in self.outs]
         if self.layer.hints.pad is not None:
-            padded, hyper = self.layer.hints.pad(self.arrays64, dict(self.hyper_given))
-            shapes = [np.shape(a) for a in padded]
-            out_shapes = list(oracles.output_shapes(self.layer.jax_forward, tuple(shapes), hyper))
+            try:
+                padded, hyper = self.layer.hints.pad(self.arrays64, dict(self.hyper_given))
+                shapes = [np.shape(a) for a in padded]
+                out_shapes = list(oracles.output_shapes(self.layer.jax_forward, tuple(shapes), hyper))
+            except Exception as error:
+                raise LayerDefinitionError(f"{self.layer.name}: the hint pad is wrong: the padded example cannot be "
+                                           f"evaluated ({type(error).__name__}: {error})") from None
         return oracles.jacobian_cost(out_shapes, shapes, self.input_names)
+
+    @property
+    def bucket(self):
+        """Where the oracle runs this example: its padded shapes and static hyperparameters (None without a pad)."""
+        if self.layer.hints.pad is None:
+            return None
+        padded, hyper = self.layer.hints.pad(self.arrays64, dict(self.hyper_given))
+        return tuple(np.shape(a) for a in padded), oracles.split_hyper(hyper)[0]
+
+    @property
+    def probe_jacobian(self) -> bool:
+        """The program a probe (another cotangent, point or tangent) runs: the light one where the
+        configurations share programs (it exists anyway), else the one this example compiled."""
+        return False if (self.layer.hints.pad is not None or self.layer.hints.elementwise) else self.oracle_jacobian
 
     @property
     def jacobian_fits(self) -> bool:

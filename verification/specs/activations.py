@@ -303,7 +303,7 @@ MUTANTS = (
            lambda dout, c: (dout.copy(),), bug='partial'),
     Mutant("relu", "mask_from_dout", "masks where dout > 0 instead of where x > 0",
            lambda dout, c: (np.where(dout > 0, dout, 0),), bug='formula'),
-    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place, bug='aliasing'),
+    Mutant("relu", "product_in_cache", "dx = dout * mask written into the cached mask", _relu_backward_in_place, bug='in_place'),
     Mutant("leaky_relu", "slope_on_wrong_side", "slope applied where x >= 0, 1 where x < 0",
            forward=_caching("leaky_relu", lambda x, slope: np.where(x >= 0, slope, 1.0)), bug='formula'),
     Mutant("leaky_relu", "negatives_dropped", "relu's derivative: 0 where x < 0, slope forgotten",
