@@ -1,14 +1,19 @@
 """Cases for reference/network.py and reference/models.py that the generic catalogue checks do not
 pin: the walk's rules (a value used twice sums its gradients, names written once), the tied
 embedding as the sum of its two uses, stacked parameters, the structure switches of fc_net,
-the padding mask of captioning_rnn. Bad input is declared on the Layers
-(``verification/specs/models.py``, ``errors=``)."""
+the padding mask of captioning_rnn; and the buckets the oracles evaluate every model in. Bad
+input is declared on the Layers (``verification/specs/models.py``, ``errors=``)."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reference import models, network
 from reference.linear import affine_backward, affine_forward
 from verification import LAYERS, MUTANTS, VARIANTS
+from verification.checks.trial import Trial
+from verification.hints import check_hints
+from verification.oracles import split_hyper
 
 MODELS = ("two_layer_net", "fc_net", "conv_net", "captioning_rnn", "gpt")
 AFFINE = network.Op(affine_forward, affine_backward)
@@ -137,3 +142,58 @@ def test_captioning_rnn_masked_targets_contribute_nothing():
     alone, _ = models.captioning_rnn_forward(*arrays, captions=np.array([[1, 2]]))
     assert padded == alone and padded != full
     assert np.all(np.isfinite(models.captioning_rnn_backward(np.array(1.0), cache)[0]))
+
+
+# --- the buckets the oracles evaluate examples in -----------------------------------------
+
+def _bucket(layer, arrays, hyper):
+    padded, padded_hyper = layer.hints.pad(arrays, hyper)
+    return tuple(a.shape for a in padded), split_hyper(padded_hyper)[0]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_configuration_of_a_model_shares_one_bucket(name):
+    """Sizes, depth, heads, kernels, the normalisation, dropout and the cell are all padding or
+    traced hyperparameters: the whole space is one compiled program (of each kind)."""
+    layer = LAYERS[name]
+    buckets = set()
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(drawn=st.one_of(layer.space.draws(), layer.space.draws(layer.space.edges)))
+    def run(drawn):
+        buckets.add(_bucket(layer, *drawn[1]))
+
+    run()
+    assert len(buckets) == 1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_drawn_configurations_give_the_same_oracles_in_their_bucket(name):
+    """The padding (rows weighted 0, features and units masked out of the statistics, absent classes,
+    layers switched off, kernels, pooled maps and heads laid out by index) leaves every real output,
+    gradient and magnitude as it is: on configurations drawn from the whole space the hint's own
+    check finds padded and plain oracles equal (a run checks the first example only)."""
+    layer = LAYERS[name]
+
+    @settings(max_examples=2, deadline=None, database=None)
+    @given(drawn=layer.space.draws())
+    def run(drawn):
+        arrays, hyper = drawn[1]
+        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
+
+        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
+
+        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
+
+    run()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_an_example_larger_than_the_bucket_is_evaluated_as_it_is(name):
+    """The demo's and the bench's sizes are no configuration of the space: the pad leaves them alone."""
+    layer = LAYERS[name]
+    case = layer.bench(np.random.default_rng(0))
+
+    arrays, hyper = layer.hints.pad(case.arrays, case.hyper)
+
+    assert all(a is b for a, b in zip(arrays, case.arrays)) and hyper is case.hyper

@@ -13,6 +13,7 @@ docs/derivations/network.md.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -28,98 +29,156 @@ from reference import models as ref
 from reference import network
 from reference.conv import conv2d_forward
 from reference.pooling import max_pool2d_forward
-from verification.layer import BenchCase, ErrorCase, Layer, Mutant, Variant
+from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
 from verification.space import Space
 from verification.strategies import arrays, choices, indices
 from verification.specs.activations import _gelu_tanh_gate, jax_gelu_tanh
-from verification.specs.attention import _allowed, _attention_scales, jax_multi_head_self_attention
+from verification.specs.attention import _allowed, _attention_scales
 from verification.specs.conv import jax_conv
-from verification.specs.losses import jax_softmax_cross_entropy
-from verification.specs.normalisation import _batch_magnitude, _row_magnitude, jax_batchnorm, jax_layernorm
+from verification.specs.normalisation import _normalisation_magnitude
 from verification.specs.pooling import jax_max_pool2d
 from verification.specs.recurrent import (Bound, _input_grads, _lstm_backward, _lstm_forward, _rnn_backward,
                                           _rnn_forward, jax_lstm, jax_rnn)
-from verification.specs.temporal import jax_temporal_affine, jax_temporal_softmax_loss
+from verification.specs.temporal import ABSENT_SCORE, jax_temporal_affine
 
 # ----------------------------------------------------------------------------------------
 # Independent forwards.
+#
+# The keyword arguments after a blank line in each signature are the buckets' (Hints.pad,
+# "The buckets" below): oracle-only hyperparameters that leave the padding of a bucket out of
+# every mean, statistic and softmax. The NumPy forwards never see them, and without them each
+# forward is the plain model.
 
-def _cross_entropy(logits, labels):
-    """The mean over rows of -log softmax(logits)[label]; logits (..., V), labels (...)."""
+def _mean(a, axis, mask=None):
+    """The mean over ``axis`` (kept), or over the entries where ``mask`` (broadcast to a's shape) is 1."""
+    if mask is None:
+        return jnp.mean(a, axis=axis, keepdims=True)
+    mask = jnp.broadcast_to(mask, a.shape)
+    return jnp.sum(mask * a, axis=axis, keepdims=True) / jnp.sum(mask, axis=axis, keepdims=True)
+
+
+def _standardise(a, axis, eps, mask=None):
+    centred = a - _mean(a, axis, mask)
+    return centred / jnp.sqrt(_mean(jnp.square(centred), axis, mask) + eps)
+
+
+def _batchnorm(x, gamma, beta, *, eps, mask=None):
+    """x (R, D) standardised per column over the rows (where mask (R, 1) is 1)."""
+    return _standardise(x, 0, eps, mask) * gamma + beta
+
+
+def _layernorm(x, gamma, beta, *, eps, mask=None):
+    """x (..., D) standardised per row over the features (where mask (D,) is 1)."""
+    return _standardise(x, -1, eps, mask) * gamma + beta
+
+
+def _cross_entropy(logits, labels, weights=None):
+    """-log softmax(logits)[label] for logits (..., V), labels (...): the mean, or the sum weighted by ``weights`` (...)."""
     log_probs = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.mean(jnp.take_along_axis(log_probs, labels[..., None], axis=-1))
+    picked = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    return -(jnp.mean(picked) if weights is None else jnp.sum(weights * picked))
 
 
-def _standardise(a, axis, eps):
-    return (a - jnp.mean(a, axis=axis, keepdims=True)) / jnp.sqrt(jnp.var(a, axis=axis, keepdims=True) + eps)
+def jax_two_layer_net(x, w1, b1, w2, b2, *, labels,
+                      row_weights=None):
+    return _cross_entropy(jax.nn.relu(x @ w1 + b1) @ w2 + b2, labels, row_weights)
 
 
-def jax_two_layer_net(x, w1, b1, w2, b2, *, labels):
-    return _cross_entropy(jax.nn.relu(x @ w1 + b1) @ w2 + b2, labels)
+NORMS = tuple(ref.NORMS)
+"""fc_net's normalisations, in the order of the bucket's traced ``norm_index``."""
+
+
+def _fc_norm(a, gamma, beta, *, norm, eps, norm_index, rows, units):
+    """fc_net's normalisation of a (N, H): the one ``norm`` names, or the one ``norm_index`` picks (traced)."""
+    batch = lambda: _batchnorm(a, gamma, beta, eps=eps, mask=None if rows is None else rows[:, None])  # noqa: E731
+    feature = lambda: _layernorm(a, gamma, beta, eps=eps, mask=units)  # noqa: E731
+    if norm_index is None:
+        return {"none": lambda: a, "batchnorm": batch, "layernorm": feature}[norm]()
+    return jnp.where(norm_index == 1, batch(), jnp.where(norm_index == 2, feature(), a))
 
 
 def jax_fc_net(x, w_in, b_in, w_mid, b_mid, gamma, beta, w_out, b_out, *, labels, norm="none", eps=1e-5,
-               dropout_masks=None, p=1.0):
+               dropout_masks=None, p=1.0,
+               row_weights=None, rows=None, units=None, norm_index=None, active=None):
     h = x
     for layer, (w, b) in enumerate([(w_in, b_in)] + [(w_mid[i], b_mid[i]) for i in range(w_mid.shape[0])]):
-        a = h @ w + b
-        if norm != "none":
-            a = _standardise(a, 0 if norm == "batchnorm" else 1, eps) * gamma[layer] + beta[layer]
-        h = jax.nn.relu(a)
+        a = _fc_norm(h @ w + b, gamma[layer], beta[layer], norm=norm, eps=eps, norm_index=norm_index, rows=rows,
+                     units=units)
+        out = jax.nn.relu(a)
         if dropout_masks is not None:
-            h = jnp.where(dropout_masks[layer] != 0, h / p, 0.0)
-    return _cross_entropy(h @ w_out + b_out, labels)
+            out = jnp.where(dropout_masks[layer] != 0, out / p, 0.0)
+        h = out if active is None or layer == 0 else jnp.where(active[layer] != 0, out, h)
+    return _cross_entropy(h @ w_out + b_out, labels, row_weights)
 
 
-def jax_conv_net(x, w1, b1, w2, b2, w3, b3, *, labels, pool=2):
+def jax_conv_net(x, w1, b1, w2, b2, w3, b3, *, labels, pool=2,
+                 row_weights=None, taps1=None, taps2=None, kept1=None, kept2=None, flat=None):
     h = x
-    for w, b in ((w1, b1), (w2, b2)):
+    for w, b, taps, kept in ((w1, b1, taps1, kept1), (w2, b2, taps2, kept2)):
+        if taps is not None:
+            w = w[:, :, taps][:, :, :, taps]
         padding = [((k - 1) // 2,) * 2 for k in w.shape[2:]]
         h = lax.conv_general_dilated(h, w, (1, 1), padding, dimension_numbers=("NCHW", "OIHW", "NCHW"))
         h = jax.nn.relu(h + b[:, None, None])
         h = lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, pool, pool), (1, 1, pool, pool), "VALID")
-    return _cross_entropy(h.reshape(h.shape[0], -1) @ w3 + b3, labels)
+        if kept is not None:
+            h = h * kept
+    return _cross_entropy(h.reshape(h.shape[0], -1) @ (w3 if flat is None else w3[flat]) + b3, labels, row_weights)
+
+
+def _any_cell(words, h0, wx, wh, b, *, lstm):
+    """The lstm where ``lstm`` (traced) is 1, else the rnn, whose weights are the lstm's first gate block."""
+    h = h0.shape[1]
+    return jnp.where(lstm != 0, jax_lstm(words, h0, wx, wh, b), jax_rnn(words, h0, wx[:, :h], wh[:, :h], b[:h]))
 
 
 def jax_captioning_rnn(features, w_proj, b_proj, w_embed, wx, wh, b, w_vocab, b_vocab, *, captions, cell="rnn",
-                       null=0):
+                       null=0,
+                       columns=None, batch=None, lstm=None):
+    if columns is not None:
+        wx, wh, b = (a[..., columns] for a in (wx, wh, b))
     h0 = features @ w_proj + b_proj
     words = w_embed[captions[:, :-1]]
-    hidden = (jax_rnn if cell == "rnn" else jax_lstm)(words, h0, wx, wh, b)
+    if lstm is None:
+        hidden = (jax_rnn if cell == "rnn" else jax_lstm)(words, h0, wx, wh, b)
+    else:
+        hidden = _any_cell(words, h0, wx, wh, b, lstm=lstm)
     log_probs = jax.nn.log_softmax(jnp.einsum("nth,hv->ntv", hidden, w_vocab) + b_vocab, axis=-1)
     targets = captions[:, 1:]
     picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-    return -jnp.sum(jnp.where(targets != null, picked, 0.0)) / captions.shape[0]
-
-
-def _layernorm(h, gamma, beta, eps):
-    return _standardise(h, -1, eps) * gamma + beta
+    return -jnp.sum(jnp.where(targets != null, picked, 0.0)) / (captions.shape[0] if batch is None else batch)
 
 
 def jax_gpt(wte, wpe, ln1_gamma, ln1_beta, wq, bq, wk, bk, wv, bv, wo, bo, ln2_gamma, ln2_beta, w_fc, b_fc,
-            w_proj, b_proj, lnf_gamma, lnf_beta, *, tokens, targets, heads, eps=1e-5):
+            w_proj, b_proj, lnf_gamma, lnf_beta, *, tokens, targets, heads, eps=1e-5,
+            row_weights=None, features=None, head_columns=None, scale=None, absent=None, active=None):
     n, t = tokens.shape
     e = wte.shape[1]
     d = e // heads
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
     causal = jnp.tril(jnp.ones((t, t), bool))
+    if head_columns is not None:
+        wq, bq, wk, bk, wv, bv = (a[..., head_columns] for a in (wq, bq, wk, bk, wv, bv))
+        wo = wo[:, head_columns]
+    on = jnp.ones(wq.shape[0]) if active is None else active
 
     def heads_of(a, w, b):
         return (jnp.einsum("nte,ef->ntf", a, w) + b).reshape(n, t, heads, d)
 
     def block(h, p):
-        g1, c1, wq, bq, wk, bk, wv, bv, wo, bo, g2, c2, w_fc, b_fc, w_proj, b_proj = p
-        a = _layernorm(h, g1, c1, eps)
-        scores = jnp.einsum("nqhd,nkhd->nhqk", heads_of(a, wq, bq), heads_of(a, wk, bk)) / math.sqrt(d)
+        g1, c1, wq, bq, wk, bk, wv, bv, wo, bo, g2, c2, w_fc, b_fc, w_proj, b_proj, on = p
+        a = _layernorm(h, g1, c1, eps=eps, mask=features)
+        scores = scale * jnp.einsum("nqhd,nkhd->nhqk", heads_of(a, wq, bq), heads_of(a, wk, bk))
         weights = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
         attended = jnp.einsum("nhqk,nkhd->nqhd", weights, heads_of(a, wv, bv)).reshape(n, t, e)
-        h = h + jnp.einsum("nte,ef->ntf", attended, wo) + bo
-        hidden = jax_gelu_tanh(jnp.einsum("nte,em->ntm", _layernorm(h, g2, c2, eps), w_fc) + b_fc)
-        return h + jnp.einsum("ntm,me->nte", hidden, w_proj) + b_proj, None
+        mid = h + jnp.einsum("nte,ef->ntf", attended, wo) + bo
+        hidden = jax_gelu_tanh(jnp.einsum("nte,em->ntm", _layernorm(mid, g2, c2, eps=eps, mask=features), w_fc) + b_fc)
+        return jnp.where(on != 0, mid + jnp.einsum("ntm,me->nte", hidden, w_proj) + b_proj, h), None
 
-    blocks = (ln1_gamma, ln1_beta, wq, bq, wk, bk, wv, bv, wo, bo, ln2_gamma, ln2_beta, w_fc, b_fc, w_proj, b_proj)
+    blocks = (ln1_gamma, ln1_beta, wq, bq, wk, bk, wv, bv, wo, bo, ln2_gamma, ln2_beta, w_fc, b_fc, w_proj, b_proj, on)
     h, _ = lax.scan(block, wte[tokens] + wpe[:t], blocks)
-    logits = jnp.einsum("nte,ve->ntv", _layernorm(h, lnf_gamma, lnf_beta, eps), wte)
-    return _cross_entropy(logits, targets)
+    logits = jnp.einsum("nte,ve->ntv", _layernorm(h, lnf_gamma, lnf_beta, eps=eps, mask=features), wte)
+    return _cross_entropy(logits if absent is None else logits + absent, targets, row_weights)
 
 
 # ----------------------------------------------------------------------------------------
@@ -176,11 +235,15 @@ def jax_gpt(wte, wpe, ln1_gamma, ln1_beta, wq, bq, wk, bk, wv, bv, wo, bo, ln2_g
 
 class Rule(NamedTuple):
     """A layer's part in the walk: its JAX forward, ``forward_error(inputs, errors, hyper) -> F(out)``
-    and ``backward_error(inputs, errors, g, e, hyper) -> E of each input``."""
+    and ``backward_error(inputs, errors, g, e, hyper) -> E of each input``. A rule walked as its own
+    sub-steps gives ``walk(inputs, errors, hyper) -> (out, F(out), backward)`` instead, with
+    ``backward(g, e) -> (the pullback of g, E of each input)``: its sub-steps' forward, values and
+    errors alike, then serves both directions, traced once."""
 
     forward: Callable
-    forward_error: Callable
-    backward_error: Callable
+    forward_error: Callable | None
+    backward_error: Callable | None
+    walk: Callable | None = None
 
 
 def _pullback(function, inputs, hyper, cotangent):
@@ -248,7 +311,7 @@ def _gelu_tanh_backward_error(inputs, errors, g, e, hyper):
 GELU_TANH = Rule(jax_gelu_tanh, _gelu_tanh_forward_error, _gelu_tanh_backward_error)
 
 
-def _normalisation(function, magnitude, axis) -> Rule:
+def _normalisation(function, axis) -> Rule:
     """layernorm (axis 1) or batchnorm (axis 0) of x (R, D); n elements per group, means over it.
 
     J = d y_j / d x_i = (gamma_j / sigma) P_ij within a group, P = I - (1 + xhat xhat^T)/n
@@ -260,44 +323,83 @@ def _normalisation(function, magnitude, axis) -> Rule:
     psi = mean(|xhat| F)/sigma, so dgamma = sum dy xhat gains sum |g| Phi, and
     dx = (1/sigma)(gamma g - mean(gamma g) - xhat mean(gamma g xhat)) gains
     psi |dx| + (1/sigma)(Phi mean|gamma g xhat| + |xhat| mean(|gamma g| Phi)), |dx| bounded by
-    the layer's own magnitude for dx."""
-    def parts(inputs, errors, hyper):
-        x, gamma = inputs[0], inputs[1]
-        mean = lambda t: jnp.mean(t, axis=axis, keepdims=True)  # noqa: E731
+    the layer's own magnitude for dx.
+
+    With the hyperparameter ``mask`` (a bucket's, broadcast to x: (R, 1) or (D,)), a group is its
+    entries where the mask is 1: the means and n count those, and the others, the padding, carry
+    no error (their outputs and gradients are the padding's own, which no real one reads; the
+    closed forms above, meant for members of the group, need not even be positive there)."""
+    magnitude = _normalisation_magnitude(lambda t, statistics: statistics["group_mean"](t), centred=True)
+
+    def walk(inputs, errors, hyper):
+        x, gamma, f = inputs[0], inputs[1], errors[0]
+        mask = hyper.get("mask")
+        keep = jnp.ones_like(x) if mask is None else jnp.broadcast_to(mask, x.shape)
+        n = jnp.sum(keep, axis=axis, keepdims=True)
+        weights = keep / n
+        mean = lambda t: jnp.sum(weights * t, axis=axis, keepdims=True)  # noqa: E731
+        statistics = {"eps": hyper["eps"], "group_mean": lambda t: jnp.broadcast_to(mean(t), t.shape)}
         sigma = jnp.sqrt(mean(jnp.square(x - mean(x))) + hyper["eps"])
         xhat = (x - mean(x)) / sigma
-        n = x.shape[axis]
+        abs_gamma = jnp.abs(gamma)
 
         def projected(u):
             return u * (1 - 2 * (1 + jnp.square(xhat)) / n) + (
                 mean(u) + 2 * xhat * mean(u * xhat) + jnp.square(xhat) * mean(u * jnp.square(xhat))) / n
 
-        f = errors[0]
-        phi = (f + mean(f) + jnp.abs(xhat) * mean(jnp.abs(xhat) * f)) / sigma
-        return mean, sigma, xhat, projected, phi, mean(jnp.abs(xhat) * f) / sigma, jnp.abs(gamma)
+        out, pullback = jax.vjp(lambda *a: function(*a, **hyper), *inputs)
+        own, _ = magnitude(None, inputs, statistics, jnp.zeros_like(x))
+        forward_error = jnp.where(keep != 0, _norm(jnp.square(own), jnp.square(abs_gamma / sigma) * projected(
+            jnp.square(f))), 0.0)
 
-    def forward_error(inputs, errors, hyper):
-        _, sigma, _, projected, _, _, abs_gamma = parts(inputs, errors, hyper)
-        own, _ = magnitude(None, inputs, hyper, jnp.zeros_like(inputs[0]))
-        return _norm(jnp.square(own), jnp.square(abs_gamma / sigma) * projected(jnp.square(errors[0])))
+        def backward(g, e):
+            phi = (f + mean(f) + jnp.abs(xhat) * mean(jnp.abs(xhat) * f)) / sigma
+            psi = mean(jnp.abs(xhat) * f) / sigma
+            _, (dx, dgamma, dbeta) = magnitude(None, inputs, statistics, jnp.abs(g))
+            gg = abs_gamma * jnp.abs(g)
+            q_x = psi * dx + (phi * mean(gg * jnp.abs(xhat)) + jnp.abs(xhat) * mean(gg * phi)) / sigma
+            carried_x = projected(jnp.square(abs_gamma * e)) / jnp.square(sigma)
+            carried_gamma = jnp.sum(jnp.square(xhat * e), axis=0)
+            q_gamma = jnp.sum(jnp.abs(g) * phi, axis=0)
+            return pullback(g), (jnp.where(keep != 0, _norm(jnp.square(dx), carried_x, jnp.square(q_x)), 0.0),
+                                 _norm(jnp.square(dgamma), carried_gamma, jnp.square(q_gamma)),
+                                 _norm(jnp.square(dbeta), jnp.sum(jnp.square(e), axis=0)))
 
-    def backward_error(inputs, errors, g, e, hyper):
-        mean, sigma, xhat, projected, phi, psi, abs_gamma = parts(inputs, errors, hyper)
-        _, (dx, dgamma, dbeta) = magnitude(None, inputs, hyper, jnp.abs(g))
-        gg = abs_gamma * jnp.abs(g)
-        q_x = psi * dx + (phi * mean(gg * jnp.abs(xhat)) + jnp.abs(xhat) * mean(gg * phi)) / sigma
-        carried_x = projected(jnp.square(abs_gamma * e)) / jnp.square(sigma)
-        carried_gamma = jnp.sum(jnp.square(xhat * e), axis=0)
-        q_gamma = jnp.sum(jnp.abs(g) * phi, axis=0)
-        return (_norm(jnp.square(dx), carried_x, jnp.square(q_x)),
-                _norm(jnp.square(dgamma), carried_gamma, jnp.square(q_gamma)),
-                _norm(jnp.square(dbeta), jnp.sum(jnp.square(e), axis=0)))
+        return out, forward_error, backward
 
-    return Rule(function, forward_error, backward_error)
+    return Rule(function, None, None, walk)
 
 
-LAYERNORM = _normalisation(jax_layernorm, _row_magnitude, 1)
-BATCHNORM = _normalisation(jax_batchnorm, _batch_magnitude, 0)
+LAYERNORM = _normalisation(_layernorm, 1)
+BATCHNORM = _normalisation(_batchnorm, 0)
+
+
+def _any_norm(x, gamma, beta, *, eps, norm_index, rows, units):
+    return _fc_norm(x, gamma, beta, norm=None, eps=eps, norm_index=norm_index, rows=rows, units=units)
+
+
+def _any_norm_walk(inputs, errors, hyper):
+    """What the normalisation ``norm_index`` picks gives: none (no step: the input's own value,
+    error and gradient, nothing for gamma and beta), or the batchnorm's or layernorm's rule's."""
+    index, eps = hyper["norm_index"], hyper["eps"]
+    batch = BATCHNORM.walk(inputs, errors, {"eps": eps, "mask": hyper["rows"][:, None]})
+    feature = LAYERNORM.walk(inputs, errors, {"eps": eps, "mask": hyper["units"]})
+
+    def pick(none, by_rows, by_units):
+        return jnp.where(index == 1, by_rows, jnp.where(index == 2, by_units, none))
+
+    def backward(g, e):
+        (batch_grads, batch_bounds), (feature_grads, feature_bounds) = batch[2](g, e), feature[2](g, e)
+        zeros = tuple(jnp.zeros_like(a) for a in inputs[1:])
+        return (tuple(map(pick, (g, *zeros), batch_grads, feature_grads)),
+                tuple(map(pick, (e, *zeros), batch_bounds, feature_bounds)))
+
+    return pick(inputs[0], batch[0], feature[0]), pick(errors[0], batch[1], feature[1]), backward
+
+
+ANY_NORM = Rule(_any_norm, None, None, _any_norm_walk)
+"""fc_net's bucket: the normalisation its traced ``norm_index`` picks (or none: the identity, which
+passes errors on unchanged and leaves gamma and beta none), among the rules of each."""
 
 
 def _split_heads(a, heads):
@@ -310,11 +412,18 @@ def _merge_heads(a):
     return a.swapaxes(1, 2).reshape(n, t, heads * d)
 
 
-def _attention_core(q, k, v, *, heads, causal):
-    """softmax(q k^T / sqrt(E/heads), causal) v per head: multi-head attention between its projections."""
+def _scale(q, hyper):
+    """The scores' scale: 1/sqrt(E/heads), or the bucket's own (that of the real head width)."""
+    return hyper["scale"] if "scale" in hyper else 1.0 / math.sqrt(q.shape[2] // hyper["heads"])
+
+
+def _attention_core(q, k, v, *, heads, causal, scale=None):
+    """softmax(scale q k^T, causal) v per head, scale = 1/sqrt(E/heads) by default: multi-head
+    attention between its projections."""
+    scale = _scale(q, {"heads": heads} if scale is None else {"heads": heads, "scale": scale})
     weights = jax.nn.softmax(jnp.where(_allowed(q.shape[1], k.shape[1], causal, None),
-                                       jnp.einsum("nhqd,nhkd->nhqk", _split_heads(q, heads), _split_heads(k, heads))
-                                       / math.sqrt(q.shape[2] // heads), -jnp.inf), axis=-1)
+                                       scale * jnp.einsum("nhqd,nhkd->nhqk", _split_heads(q, heads),
+                                                          _split_heads(k, heads)), -jnp.inf), axis=-1)
     return _merge_heads(jnp.einsum("nhqk,nhkd->nhqd", weights, _split_heads(v, heads)))
 
 
@@ -330,7 +439,7 @@ def _core_scales(inputs, errors, g, e, hyper):
 
     def scales(errors):
         return _attention_scales(split(q), split(k), split(v), split(jnp.abs(g)), errors, allowed, None,
-                                 1.0 / math.sqrt(q.shape[2] // heads))
+                                 _scale(q, hyper))
 
     at_zero, slope = jax.jvp(scales, (tuple(jnp.zeros_like(a) for a in errors),), (errors,))
     return tuple(_merge_heads(a + b) for a, b in zip(at_zero, slope))
@@ -348,7 +457,7 @@ def _projection(x, w, b):
 
 def _self_attention_steps(hyper):
     """multi-head self-attention as the four projections around its core: the walk's own sub-steps."""
-    core = {"heads": hyper["heads"], "causal": hyper.get("causal", False)}
+    core = {key: hyper[key] for key in ("heads", "causal", "scale") if key in hyper}
     return [network.Step(PROJECTION, ("x", "wq", "bq"), "q"), network.Step(PROJECTION, ("x", "wk", "bk"), "k"),
             network.Step(PROJECTION, ("x", "wv", "bv"), "v"), network.Step(ATTENTION_CORE, ("q", "k", "v"), "a", core),
             network.Step(PROJECTION, ("a", "wo", "bo"), "out")]
@@ -357,15 +466,13 @@ def _self_attention_steps(hyper):
 _SELF_ATTENTION_NAMES = ("x", "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo")
 
 
-def _self_attention_forward_error(inputs, errors, hyper):
-    return _error_walk(_self_attention_steps(hyper), dict(zip(_SELF_ATTENTION_NAMES, inputs)),
-                 dict(zip(_SELF_ATTENTION_NAMES, errors)))[0]
+def _self_attention(x, wq, bq, wk, bk, wv, bv, wo, bo, **hyper):
+    q, k, v = (_projection(x, w, b) for w, b in ((wq, bq), (wk, bk), (wv, bv)))
+    return _projection(_attention_core(q, k, v, **hyper), wo, bo)
 
 
-def _self_attention_backward_error(inputs, errors, g, e, hyper):
-    _, bounds = _error_walk(_self_attention_steps(hyper), dict(zip(_SELF_ATTENTION_NAMES, inputs)),
-                      dict(zip(_SELF_ATTENTION_NAMES, errors)), g, e)
-    return tuple(bounds[name] for name in _SELF_ATTENTION_NAMES)
+def _self_attention_walk(inputs, errors, hyper):
+    return _sub_walk(_self_attention_steps(hyper), _SELF_ATTENTION_NAMES, inputs, errors)
 
 
 def _softmax_terms(x, f, labels):
@@ -406,9 +513,21 @@ def _loss_rule(function, weights):
     return Rule(function, forward_error, backward_error)
 
 
-SOFTMAX_CROSS_ENTROPY = _loss_rule(jax_softmax_cross_entropy, lambda x, hyper: jnp.full(x.shape[:-1], 1.0 / x.shape[0]))
-TEMPORAL_SOFTMAX_LOSS = _loss_rule(jax_temporal_softmax_loss,
-                                   lambda x, hyper: hyper["mask"].astype(x.dtype) / x.shape[0])
+def _row_weights(x, hyper):
+    """Each row's weight in the mean: 1/N, or the bucket's (0 for its added rows)."""
+    return hyper["row_weights"] if "row_weights" in hyper else jnp.full(x.shape[:-1], 1.0 / x.shape[0])
+
+
+def _position_weights(x, hyper):
+    """Each position's weight: m/N, N the bucket's real batch where it gives one."""
+    return hyper["mask"].astype(x.dtype) / hyper.get("batch", x.shape[0])
+
+
+SOFTMAX_CROSS_ENTROPY = _loss_rule(lambda x, *, labels, row_weights=None: _cross_entropy(x, labels, row_weights),
+                                   _row_weights)
+TEMPORAL_SOFTMAX_LOSS = _loss_rule(
+    lambda x, *, labels, mask, batch=None: _cross_entropy(x, labels, mask / (x.shape[0] if batch is None else batch)),
+    _position_weights)
 
 
 def _recurrent(function, cell_forward, cell_backward, cell_state) -> Rule:
@@ -452,12 +571,61 @@ RNN = _recurrent(jax_rnn, _rnn_forward, _rnn_backward, cell_state=False)
 LSTM = _recurrent(jax_lstm, _lstm_forward, _lstm_backward, cell_state=True)
 
 
+def _any_cell_walk(inputs, errors, hyper):
+    """captioning_rnn's bucket: the lstm's rule where ``lstm`` is 1, else the rnn's on the first gate
+    block of the weights (their other columns then neither read nor given an error)."""
+    h = inputs[1].shape[1]
+    first_block = lambda values: (*values[:2], *(a[..., :h] for a in values[2:]))  # noqa: E731
+    rnn = _step_walk(RNN, first_block(inputs), first_block(errors), {})
+    lstm = _step_walk(LSTM, inputs, errors, {})
+    on = hyper["lstm"] != 0
+
+    def widened(values):
+        return (*values[:2], *(jnp.zeros_like(w).at[..., :h].set(a) for a, w in zip(values[2:], inputs[2:])))
+
+    def backward(g, e):
+        (rnn_grads, rnn_bounds), (lstm_grads, lstm_bounds) = rnn[2](g, e), lstm[2](g, e)
+        return (tuple(jnp.where(on, a, b) for a, b in zip(lstm_grads, widened(rnn_grads))),
+                tuple(jnp.where(on, a, b) for a, b in zip(lstm_bounds, widened(rnn_bounds))))
+
+    return jnp.where(on, lstm[0], rnn[0]), jnp.where(on, lstm[1], rnn[1]), backward
+
+
+ANY_CELL = Rule(_any_cell, None, None, _any_cell_walk)
+
+
 def _affine(x, w, b):
     return x.reshape(x.shape[0], -1) @ w + b
 
 
 PROJECTION = multilinear(_projection)
-SELF_ATTENTION = Rule(jax_multi_head_self_attention, _self_attention_forward_error, _self_attention_backward_error)
+SELF_ATTENTION = Rule(_self_attention, None, None, _self_attention_walk)
+
+
+def _dropout(x, *, mask, p):
+    return x * (mask / p)
+
+
+def _dropout_own(x, hyper):
+    """The product's own rounding, none at p = 1 (x * 1 and x * 0 are exact: a bucket's dropout that keeps all)."""
+    return jnp.where(hyper["p"] == 1, 0.0, jnp.abs(x))
+
+
+DROPOUT = Rule(
+    _dropout,
+    lambda inputs, errors, hyper: _norm(jnp.square(_dropout(_dropout_own(inputs[0], hyper), **hyper)),
+                                        jnp.square(_dropout(errors[0], **hyper))),
+    lambda inputs, errors, g, e, hyper: (_norm(jnp.square(_dropout(_dropout_own(g, hyper), **hyper)),
+                                               jnp.square(_dropout(e, **hyper))),))
+"""dropout, multilinear in x with the constant mask/p: J o J scales by (mask/p)^2."""
+
+KEEP = exact(lambda x, *, keep: x * keep)
+"""A bucket's padding zeroed (``keep`` in {0, 1}): exact."""
+ABSENT = Rule(lambda a, *, absent: a + absent,
+              lambda inputs, errors, hyper: _norm(jnp.square(errors[0]), jnp.square(hyper["absent"])),
+              lambda inputs, errors, g, e, hyper: (e,))
+"""A bucket's padded words' scores set apart (``absent`` = ABSENT_SCORE there, 0 at the real words,
+where a + 0 is exact)."""
 
 
 RULES = {
@@ -466,7 +634,7 @@ RULES = {
     ref.CONV2D: multilinear(jax_conv),
     ref.TEMPORAL_AFFINE: multilinear(jax_temporal_affine),
     ref.EMBEDDING: multilinear(lambda w, *, indices: w[indices]),
-    ref.DROPOUT: multilinear(lambda x, *, mask, p: x * (mask / p)),
+    ref.DROPOUT: DROPOUT,
     ref.RELU: exact(jax.nn.relu),
     ref.MAX_POOL2D: exact(jax_max_pool2d),
     network.RESHAPE: exact(lambda x, *, shape: x.reshape(shape)),
@@ -488,38 +656,154 @@ def _rule(op) -> Rule:
     return op if isinstance(op, Rule) else RULES[op]
 
 
-def _error_walk(steps, values: dict, value_errors: dict, dout=None, dout_error=None):
-    """(F of the last step's output, {name: E} for every given value, or None without dout).
+def _step_walk(rule: Rule, inputs, errors, hyper):
+    """(out, F(out), backward(g, e) -> (pullback of g, E of each input)) of one step."""
+    if rule.walk is not None:
+        return rule.walk(inputs, errors, hyper)
+    out, pullback = jax.vjp(lambda *a: rule.forward(*a, **hyper), *inputs)
+    return out, rule.forward_error(inputs, errors, hyper), lambda g, e: (
+        pullback(g), rule.backward_error(inputs, errors, g, e, hyper))
+
+
+def _error_pass(steps, values: dict, value_errors: dict):
+    """The forward of a walk: (the last step's output, its F, backward(dout, dout_error) -> ({name:
+    gradient}, {name: E}) for every given value).
 
     steps: a step list (reference ops, or Rules for a layer's own sub-steps); values: name ->
     JAX array; value_errors: their errors F (0 for a model's arguments); dout, dout_error: the
     output's cotangent and its error E.
     """
-    env, errors, pullbacks = dict(values), dict(value_errors), []
+    env, errors, backwards = dict(values), dict(value_errors), []
     for step in steps:
-        rule = _rule(step.op)
-        inputs = [env[name] for name in step.inputs]
-        env[step.output], pullback = jax.vjp(lambda *a, rule=rule, hyper=step.hyper: rule.forward(*a, **hyper),
-                                             *inputs)
-        errors[step.output] = rule.forward_error(inputs, [errors[name] for name in step.inputs], step.hyper)
-        pullbacks.append(pullback)
+        env[step.output], errors[step.output], backward = _step_walk(
+            _rule(step.op), [env[name] for name in step.inputs], [errors[name] for name in step.inputs], step.hyper)
+        backwards.append(backward)
     last = steps[-1].output
-    if dout is None:
-        return errors[last], None
-    grads, squares, sizes = {last: dout}, {last: jnp.square(dout_error)}, {}
-    for step, pullback in zip(reversed(steps), reversed(pullbacks)):
-        if step.output not in grads:
-            continue
-        g, e = grads.pop(step.output), jnp.sqrt(squares.pop(step.output) + jnp.square(sizes.pop(step.output, 0.0)))
-        inputs = [env[name] for name in step.inputs]
-        local = _rule(step.op).backward_error(inputs, [errors[name] for name in step.inputs], g, e, step.hyper)
-        for name, grad, bound in zip(step.inputs, pullback(g), local):
-            if name in grads:  # a second use: its sum rounds once more, relative to both terms
-                sizes[name] = sizes.get(name, jnp.abs(grads[name])) + jnp.abs(grad)
-            grads[name] = grad + grads.get(name, 0.0)
-            squares[name] = jnp.square(bound) + squares.get(name, 0.0)
-    return errors[last], {name: jnp.sqrt(squares[name] + jnp.square(sizes.get(name, 0.0))) if name in squares
-                          else jnp.zeros_like(a) for name, a in values.items()}
+
+    def walk_back(dout, dout_error):
+        grads, squares, sizes = {last: dout}, {last: jnp.square(dout_error)}, {}
+        for step, backward in zip(reversed(steps), reversed(backwards)):
+            if step.output not in grads:
+                continue
+            g = grads.pop(step.output)
+            pulled, local = backward(g, jnp.sqrt(squares.pop(step.output) + jnp.square(sizes.pop(step.output, 0.0))))
+            for name, grad, bound in zip(step.inputs, pulled, local):
+                if name in grads:  # a second use: its sum rounds once more, relative to both terms
+                    sizes[name] = sizes.get(name, jnp.abs(grads[name])) + jnp.abs(grad)
+                grads[name] = grad + grads.get(name, 0.0)
+                squares[name] = jnp.square(bound) + squares.get(name, 0.0)
+        return ({name: grads[name] if name in grads else jnp.zeros_like(a) for name, a in values.items()},
+                {name: jnp.sqrt(squares[name] + jnp.square(sizes.get(name, 0.0))) if name in squares
+                 else jnp.zeros_like(a) for name, a in values.items()})
+
+    return env[last], errors[last], walk_back
+
+
+def _error_walk(steps, values: dict, value_errors: dict, dout=None, dout_error=None):
+    """(F of the last step's output, {name: E} for every given value, or None without dout)."""
+    _, f, walk_back = _error_pass(steps, values, value_errors)
+    return f, None if dout is None else walk_back(dout, dout_error)[1]
+
+
+def _sub_walk(steps, names, inputs, errors):
+    """A rule's ``walk`` through its own sub-steps, the inputs given the names ``names``."""
+    out, f, walk_back = _error_pass(steps, dict(zip(names, inputs)), dict(zip(names, errors)))
+
+    def backward(g, e):
+        grads, bounds = walk_back(g, e)
+        return tuple(grads[name] for name in names), tuple(bounds[name] for name in names)
+
+    return out, f, backward
+
+
+def gated(steps, on) -> network.Step:
+    """``steps`` (one layer of a stack, its first input the layer's input) as one step that runs them
+    where ``on`` (traced: 0 or 1) is 1 and hands that input on unchanged where it is 0: a bucket's
+    layers beyond the real depth. Walked as its own sub-steps, as self-attention is: where on, the
+    errors are exactly the flat walk's (the input's readers, and their sum, inside the step); where
+    off, the identity's (F passed on, E handed back, none to the layer's parameters)."""
+    through, produced = steps[0].inputs[0], {step.output for step in steps}
+    names = tuple(dict.fromkeys([through] + [n for step in steps for n in step.inputs if n not in produced]))
+
+    def pick(active, off):
+        return tuple(jnp.where(on != 0, a, o) for a, o in zip(active, off))
+
+    def walk(inputs, errors, hyper):
+        out, f, backward = _sub_walk(steps, names, inputs, errors)
+
+        def gated_backward(g, e):
+            grads, bounds = backward(g, e)
+            return (pick(grads, (g, *map(jnp.zeros_like, inputs[1:]))),
+                    pick(bounds, (e, *map(jnp.zeros_like, inputs[1:]))))
+
+        return jnp.where(on != 0, out, inputs[0]), jnp.where(on != 0, f, errors[0]), gated_backward
+
+    def forward(*inputs):
+        return walk(inputs, [jnp.zeros_like(a) for a in inputs], {})[0]
+
+    return network.Step(Rule(forward, None, None, walk), names, steps[-1].output)
+
+
+def _gate(steps, first: str, last: str, on) -> list:
+    """The steps from the one writing ``first`` to the one writing ``last`` as one ``gated`` step."""
+    outputs = [step.output for step in steps]
+    i, j = outputs.index(first), outputs.index(last)
+    return [*steps[:i], gated(steps[i:j + 1], on), *steps[j + 1:]]
+
+
+def scanned(block, stacked: tuple, on) -> Rule:
+    """A stack of identical layers walked by ``lax.scan``: ``block`` is layer 0's steps (its first
+    input the layer's input, its other inputs the slices ``name.0`` of the arguments ``stacked``),
+    traced once whatever the depth, and a layer where ``on`` (traced, one 0 or 1 per layer) is 0
+    hands its input on, as ``gated``'s. The step reads the layers' input and the stacked
+    arguments whole; each layer's errors are exactly its flat walk's (the forward scan keeps every
+    layer's input and its F, the backward scan walks each layer again from them)."""
+    through = block[0].inputs[0]
+    names = (through, *(f"{name}.0" for name in stacked))
+
+    def walk(inputs, errors, hyper):
+        def forward(carry, layer):
+            h, f = carry
+            params, param_errors, active = layer
+            out, out_error, _ = _sub_walk(block, names, (h, *params), (f, *param_errors))
+            return (jnp.where(active != 0, out, h), jnp.where(active != 0, out_error, f)), (h, f)
+
+        (out, out_error), (hs, fs) = lax.scan(forward, (inputs[0], errors[0]), (inputs[1:], errors[1:], on))
+
+        def backward(g, e):
+            def layer_back(carry, layer):
+                g, e = carry
+                h, f, params, param_errors, active = layer
+                _, _, back = _sub_walk(block, names, (h, *params), (f, *param_errors))
+                grads, bounds = back(g, e)
+                kept = lambda values: tuple(jnp.where(active != 0, v, 0.0) for v in values)  # noqa: E731
+                return ((jnp.where(active != 0, grads[0], g), jnp.where(active != 0, bounds[0], e)),
+                        (kept(grads[1:]), kept(bounds[1:])))
+
+            (g0, e0), (grads, bounds) = lax.scan(layer_back, (g, e), (hs, fs, inputs[1:], errors[1:], on),
+                                                 reverse=True)
+            return (g0, *grads), (e0, *bounds)
+
+        return out, out_error, backward
+
+    def forward(*inputs):
+        return walk(inputs, [jnp.zeros_like(a) for a in inputs], {})[0]
+
+    return Rule(forward, None, None, walk)
+
+
+def _interpose(steps, op, name: str, hyper: dict) -> list:
+    """``op`` applied to the value ``name`` before anything reads it; its readers read the result
+    (``name`` + ".bucket"): a bucket's parameter gathered into the bucket's layout, padding zeroed."""
+    output = f"{name}.bucket"
+    first = next(i for i, step in enumerate(steps) if name in step.inputs)
+    readers = [step._replace(inputs=tuple(output if n == name else n for n in step.inputs)) for step in steps[first:]]
+    return [*steps[:first], network.Step(op, (name,), output, hyper), *readers]
+
+
+def _loss_reads(steps, **hyper) -> list:
+    """The last step, the loss, with the bucket's weights among its hyperparameters."""
+    return [*steps[:-1], steps[-1]._replace(hyper={**steps[-1].hyper, **hyper})]
 
 
 def chained_magnitude(steps, values: dict, dout):
@@ -528,29 +812,54 @@ def chained_magnitude(steps, values: dict, dout):
     return _error_walk(steps, values, exact, dout, jnp.zeros_like(dout))
 
 
-def model_magnitude(names, build, stacked=frozenset()):
+def model_magnitude(names, build, stacked=frozenset(), layout=None):
     """The magnitude of a model whose step list ``build(arrays, hyper)`` returns, for
-    ``Layer.magnitude``: arguments named ``names``, those in ``stacked`` read per layer."""
+    ``Layer.magnitude``: arguments named ``names``, those in ``stacked`` read per layer.
+
+    ``layout(hyper)``: for a bucket whose arguments hold their real entries first where the
+    bucket's layout has them elsewhere, {argument index: (axes, index)}: each is read along
+    ``axes`` through ``index`` (a permutation: where each entry of the bucket's layout is
+    stored) before the walk, as the specification reads it, and its E is put back where its
+    entries are stored. A model's arguments carry no error of their own, so nothing else
+    changes."""
     def magnitude(f, arrays, hyper, dout):
-        out, bounds = chained_magnitude(build(arrays, hyper), ref.named_values(names, arrays, stacked), dout)
+        reads = {} if layout is None else layout(hyper)
+        arrays = tuple(_permuted(a, *reads[i]) if i in reads else a for i, a in enumerate(arrays))
+        steps = build(arrays, hyper)
+        read = {name for step in steps for name in step.inputs}
+        whole = {name: a for name, a in zip(names, arrays) if name in stacked and name in read}  # a scanned stack's
+        out, bounds = chained_magnitude(steps, {**ref.named_values(names, arrays, stacked), **whole}, dout)
         grads = tuple(
+            bounds[name] if name in whole else
             (jnp.stack([bounds[f"{name}.{layer}"] for layer in range(a.shape[0])]) if a.shape[0]
              else jnp.zeros_like(a)) if name in stacked else bounds[name]
             for name, a in zip(names, arrays))
-        return out, grads
+        return out, tuple(_permuted(g, reads[i][0], jnp.argsort(reads[i][1])) if i in reads else g
+                          for i, g in enumerate(grads))
     return magnitude
+
+
+def _permuted(a, axes, index):
+    for axis in axes:
+        a = jnp.take(a, index, axis=axis)
+    return a
 
 
 # ----------------------------------------------------------------------------------------
 # The input spaces.
 #
-# Compile economy rules here: one configuration of a model is one oracle program of hundreds
-# of operations (forward, pullback, Jacobian row, a jvp per argument, the magnitude's walk for
-# two cotangents), 2-20 s to compile on 2 cores (gpt is the largest), against a fraction of a
-# second for one layer. So each model's configurations are a short list, every one of them
-# an edge case worth its compile (N = 1, T = 1, L = 0, one class, a square hidden layer, each
-# normalisation, dropout on and off, rnn and lstm), drawn again and again with new values:
-# the values (weights, labels, tokens, masks, eps, p) are traced and cost nothing.
+# Compile economy rules here: one configuration of a model would be one oracle program of
+# hundreds of operations (forward, pullback, Jacobian row, a jvp per argument, the magnitude's
+# walk), 0.5-3 s to compile on 2 cores (gpt is the largest), against a fraction of a second for
+# one layer. So every configuration of a model's space is evaluated in one bucket (two for
+# captioning_rnn, one per cell), its largest configuration, into which the example is embedded
+# exactly (Hints.pad; "The buckets" below): a run compiles the bucket's program with and without
+# the Jacobian, and the plain program of its first example for the hint's check, whatever the
+# number of configurations it explores. The spaces then range over every size (N, D, H, C, L,
+# T, V, E, M, image sizes, kernels, heads and their width) and structure (each normalisation,
+# dropout on and off), and the edges guarantee the cases that matter (N = 1, T = 1, L = 0, one
+# class, a square hidden layer, each normalisation, dropout on and off, rnn and lstm, a pooled
+# size that drops a row).
 #
 # Kinks and ties, by construction: finite differences across a relu's kink or a max-pool tie
 # are not derivatives (the `fd` check would rightly fail the draw, not the layer). Every relu
@@ -604,11 +913,18 @@ def _two_layer_net_values(config):
                      _labels(n, c)).map(repaired)
 
 
-TWO_LAYER_NET_CONFIGS = (
+def _dims(spans: dict) -> dict:
+    return {name: st.integers(*span) for name, span in spans.items()}
+
+
+TWO_LAYER_NET_DIMS = {"N": (1, 6), "D": (1, 6), "H": (1, 6), "C": (1, 6)}
+TWO_LAYER_NET_EDGES = (
     {"N": 3, "D": 4, "H": 5, "C": 3},
     {"N": 1, "D": 2, "H": 3, "C": 1},   # one example, one class: the loss is 0 and so is every gradient
     {"N": 2, "D": 3, "H": 3, "C": 3},   # square w2 and square hidden: a missing transpose keeps shapes
 )
+two_layer_net_space = Space(st.fixed_dictionaries(_dims(TWO_LAYER_NET_DIMS)), _two_layer_net_values,
+                            edges=TWO_LAYER_NET_EDGES)
 
 
 def _standardised(a, axis, eps):
@@ -654,12 +970,16 @@ def _fc_net_values(config):
     return example()
 
 
-FC_NET_CONFIGS = (
-    {"N": 3, "D": 3, "H": 4, "C": 3, "L": 2, "norm": "batchnorm", "dropout": True},
+FC_NET_DIMS = {"N": (1, 5), "D": (1, 5), "H": (1, 5), "C": (1, 5), "L": (1, 2)}
+FC_NET_EDGES = (
     {"N": 2, "D": 4, "H": 3, "C": 2, "L": 1, "norm": "none", "dropout": False},
+    {"N": 3, "D": 3, "H": 4, "C": 3, "L": 2, "norm": "batchnorm", "dropout": True},
     {"N": 3, "D": 2, "H": 3, "C": 3, "L": 2, "norm": "layernorm", "dropout": False},
     {"N": 1, "D": 2, "H": 2, "C": 2, "L": 1, "norm": "batchnorm", "dropout": False},  # N = 1: xhat = 0, y = beta
+    {"N": 4, "D": 3, "H": 2, "C": 1, "L": 2, "norm": "none", "dropout": True},        # one class
 )
+fc_net_space = Space(st.fixed_dictionaries({**_dims(FC_NET_DIMS), "norm": st.sampled_from(NORMS),
+                                            "dropout": st.booleans()}), _fc_net_values, edges=FC_NET_EDGES)
 
 
 def _pool_clear(r: np.ndarray, pool: int) -> bool:
@@ -696,7 +1016,7 @@ def _conv_net_repaired(x, w1, b1, w2, b2, pool):
 
 def _conv_net_values(config):
     n, c, size, f1, f2, k1, k2, classes = (config[key] for key in ("N", "C", "S", "F1", "F2", "K1", "K2", "classes"))
-    after = size // 2 // 2
+    after = _pooled(_pooled(size, k1), k2)
     params = st.tuples(arrays((n, c, size, size)), arrays((f1, c, k1, k1)), arrays((f1,)),
                        arrays((f2, f1, k2, k2)), arrays((f2,)), arrays((f2 * after * after, classes)),
                        arrays((classes,)))
@@ -708,10 +1028,30 @@ def _conv_net_values(config):
     return st.tuples(params, _labels(n, classes)).map(repaired)
 
 
-CONV_NET_CONFIGS = (
-    {"N": 2, "C": 2, "S": 4, "F1": 2, "F2": 2, "K1": 3, "K2": 3, "classes": 3},
-    {"N": 1, "C": 1, "S": 5, "F1": 2, "F2": 1, "K1": 1, "K2": 3, "classes": 2},  # 5 -> 2 -> 1: a row and column dropped
+CONV_NET_DIMS = {"N": (1, 2), "C": (1, 2), "F1": (1, 2), "F2": (1, 2), "K1": (1, 3), "K2": (1, 3),
+                 "classes": (1, 3), "S": (4, 7)}
+
+
+def _pooled(size: int, kernel: int, pool: int = 2) -> int:
+    """The side after a block: an odd kernel keeps it (zero padding (K-1)//2), an even one loses 1; the pool divides it."""
+    return (size - (kernel + 1) % 2) // pool
+
+
+@st.composite
+def _conv_net_configs(draw):
+    """Kernels of 1 to 3 (an even one shrinks the side), then image sides from the smallest that
+    leaves a pixel after both blocks."""
+    config = {name: draw(st.integers(*span)) for name, span in CONV_NET_DIMS.items() if name != "S"}
+    smallest = 4 + 2 * ((config["K2"] + 1) % 2) + (config["K1"] + 1) % 2
+    return {**config, "S": draw(st.integers(smallest, CONV_NET_DIMS["S"][1]))}
+
+
+CONV_NET_EDGES = (
+    {"N": 2, "C": 2, "F1": 2, "F2": 2, "K1": 3, "K2": 3, "classes": 3, "S": 4},
+    {"N": 1, "C": 1, "F1": 2, "F2": 1, "K1": 1, "K2": 3, "classes": 2, "S": 5},  # 5 -> 2 -> 1: a row and column dropped
+    {"N": 2, "C": 1, "F1": 1, "F2": 2, "K1": 2, "K2": 2, "classes": 1, "S": 7},  # even kernels (7 -> 6 -> 3 -> 2 -> 1), one class
 )
+conv_net_space = Space(_conv_net_configs(), _conv_net_values, edges=CONV_NET_EDGES)
 
 
 def _captioning_rnn_values(config):
@@ -723,11 +1063,16 @@ def _captioning_rnn_values(config):
         lambda drawn: (drawn[0], {"captions": drawn[1], "cell": cell}))
 
 
-CAPTIONING_RNN_CONFIGS = (
+CAPTIONING_RNN_DIMS = {"N": (1, 3), "T": (0, 4), "D": (1, 3), "W": (1, 3), "H": (1, 3), "V": (2, 5)}
+CAPTIONING_RNN_EDGES = (
     {"N": 2, "T": 3, "D": 3, "W": 2, "H": 3, "V": 4, "cell": "rnn"},
     {"N": 2, "T": 2, "D": 2, "W": 3, "H": 2, "V": 3, "cell": "lstm"},
     {"N": 1, "T": 1, "D": 1, "W": 1, "H": 1, "V": 2, "cell": "lstm"},  # one word: T = 1, every size 1
+    {"N": 2, "T": 0, "D": 2, "W": 2, "H": 2, "V": 3, "cell": "rnn"},   # no word at all: L = 0
 )
+captioning_rnn_space = Space(st.fixed_dictionaries({**_dims(CAPTIONING_RNN_DIMS),
+                                                    "cell": st.sampled_from(tuple(ref.CELLS))}),
+                             _captioning_rnn_values, edges=CAPTIONING_RNN_EDGES)
 
 
 def _gpt_values(config):
@@ -745,15 +1090,221 @@ def _gpt_values(config):
     return st.tuples(params, indices((n, t), vocab), indices((n, t), vocab), st.floats(-5.0, -1.0)).map(example)
 
 
-GPT_CONFIGS = (
+GPT_DIMS = {"N": (1, 2), "T": (1, 4), "V": (1, 5), "heads": (1, 2), "d": (1, 2), "M": (1, 3), "L": (0, 2),
+            "extra": (0, 1)}
+GPT_EDGES = (
     {"N": 2, "T": 3, "V": 4, "heads": 2, "d": 2, "M": 3, "L": 1, "extra": 1},
     {"N": 1, "T": 1, "V": 3, "heads": 1, "d": 2, "M": 2, "L": 2, "extra": 0},   # T = 1: attention to itself only
     {"N": 1, "T": 2, "V": 2, "heads": 1, "d": 1, "M": 1, "L": 0, "extra": 0},   # no block: embeddings, lnf, tied head
 )
+gpt_space = Space(st.fixed_dictionaries(_dims(GPT_DIMS)), _gpt_values, edges=GPT_EDGES)
 
 
-def _space(configs, values) -> Space:
-    return Space(st.sampled_from(configs), values, edges=configs)
+# ----------------------------------------------------------------------------------------
+# The buckets (Hints.pad): every configuration of a model's space is evaluated in the space's
+# largest one (two for captioning_rnn: a cell each), the example embedded in it exactly. The
+# arrays grow at the end of their axes (verification.space.grow), and the bucket's own
+# hyperparameters (the keyword arguments after the blank line in each forward's signature)
+# leave the padding out wherever zeros alone would not:
+#
+# * added rows (examples, positions) are rows of their own, through every per-row layer; the
+#   loss gives them weight 0 (``row_weights``: 1/N at the real rows, 1/(N T) for gpt's
+#   positions; the temporal loss masks them as null words and divides by the real N,
+#   ``batch``), so they pull nothing back; batchnorm takes its statistics over the real rows
+#   (``rows``); gpt's added positions come after the real ones, which causal attention keeps
+#   them from; captioning_rnn's added steps come after the real ones too, and are masked;
+# * added features, hidden units, channels and filters are 0 and meet zero weights (a zero row
+#   of the next weight, zero columns and bias of their own); layernorm takes its statistics
+#   over the real features (``units``, gpt's ``features``), where a zero gamma and beta keep
+#   the added ones at 0;
+# * added classes and words get the score ABSENT_SCORE (-1e4: the added entries of b2, b_out,
+#   b3 and b_vocab; gpt, whose unembedding has no bias, adds ``absent``): e^(-1e4 - max)
+#   underflows to exactly 0 in float64, so the softmax over the real ones is unchanged;
+# * added layers (fc_net, gpt) are switched off (``active``: the layer's output is its input)
+#   and added blocks of kernels, image sides and heads are zeroed: conv_net's pooled maps are
+#   multiplied by ``kept1``, ``kept2`` (1 on the real pooled pixels), so the next convolution
+#   reads zeros beyond them as its zero padding;
+# * a structure becomes traced: fc_net's normalisation is ``norm_index`` (every norm shares the
+#   program), and without dropout the masks are all ones with p = 1 (x * 1 / 1 = x exactly);
+# * where the bucket's layout puts real entries elsewhere than at the front, the arrays hold
+#   them at the front as they are and an index says where each entry of the bucket's layout is
+#   stored (as verification/specs/recurrent.py's ``columns``, which captioning_rnn's lstm
+#   uses): conv_net's kernels, centred in the bucket's 3 x 3 (``taps1``, ``taps2``), and the
+#   rows of w3 in the flattened (F2, H2, W2) order (``flat``); gpt's head columns (``head_columns``:
+#   head h's columns are a block of the bucket's head width), with ``scale`` = 1/sqrt(E/heads)
+#   of the real head width.
+#
+# The magnitude walks the same bucket: the reference's step list for the bucket's sizes, each
+# step given the bucket's hyperparameters (the masked normalisations, the weighted losses), the
+# gathers and masks interposed as steps of their own (exact: J in {0, 1}) and each added
+# layer a ``gated`` step; every padded entry carries no error into a real one, so the real
+# entries' magnitudes are the plain example's. An example larger than the bucket (the demo's,
+# the bench's) is evaluated as it is. The hint's check compares padded and plain oracles,
+# magnitudes included, on each run's first example.
+
+def _grow(a: np.ndarray, shape, value=0.0) -> np.ndarray:
+    """verification.space.grow, for the arrays of every oracle call (np.pad takes ten times as long)."""
+    if a.shape == tuple(shape):
+        return a
+    grown = np.full(shape, value, dtype=a.dtype)
+    grown[tuple(slice(0, n) for n in a.shape)] = a
+    return grown
+
+
+def _bucket(sizes: dict, dims: dict) -> dict | None:
+    """The bucket's sizes (each dimension's largest), or None where the example is larger."""
+    top = {name: span[1] for name, span in dims.items()}
+    return top if all(size <= top[name] for name, size in sizes.items()) else None
+
+
+def _fixed(function):
+    """``function`` of a few integers, computed once for each and handed out read-only."""
+    @functools.lru_cache(maxsize=None)
+    def cached(*args):
+        result = function(*args)
+        result.setflags(write=False)
+        return result
+    return functools.wraps(function)(cached)
+
+
+@_fixed
+def _mask(n: int, top: int) -> np.ndarray:
+    """1 at the n real entries of top."""
+    return _grow(np.ones(n), (top,))
+
+
+def _weighted_rows(labels: np.ndarray, top: int) -> dict:
+    return {"labels": _grow(labels, (top,)), "row_weights": _grow(np.full(labels.shape, 1.0 / labels.size), (top,))}
+
+
+def _two_layer_net_bucket(arrays, hyper):
+    x, w1, b1, w2, b2 = arrays
+    top = _bucket({"N": x.shape[0], "D": x.shape[1], "H": w1.shape[1], "C": w2.shape[1]}, TWO_LAYER_NET_DIMS)
+    if top is None:
+        return arrays, hyper
+    n, d, h, c = (top[name] for name in ("N", "D", "H", "C"))
+    return ((_grow(x, (n, d)), _grow(w1, (d, h)), _grow(b1, (h,)), _grow(w2, (h, c)), _grow(b2, (c,), ABSENT_SCORE)),
+            {**hyper, **_weighted_rows(hyper["labels"], n)})
+
+
+def _fc_net_bucket(arrays, hyper):
+    x, w_in, b_in, w_mid, b_mid, gamma, beta, w_out, b_out = arrays
+    (n, d), h, layers, c = x.shape, w_in.shape[1], gamma.shape[0], w_out.shape[1]
+    top = _bucket({"N": n, "D": d, "H": h, "C": c, "L": layers}, FC_NET_DIMS)
+    if top is None:
+        return arrays, hyper
+    big_n, big_d, big_h, big_c, big_l = (top[name] for name in ("N", "D", "H", "C", "L"))
+    masks = hyper.get("dropout_masks")
+    grown = (_grow(x, (big_n, big_d)), _grow(w_in, (big_d, big_h)), _grow(b_in, (big_h,)),
+             _grow(w_mid, (big_l - 1, big_h, big_h)), _grow(b_mid, (big_l - 1, big_h)), _grow(gamma, (big_l, big_h)),
+             _grow(beta, (big_l, big_h)), _grow(w_out, (big_h, big_c)), _grow(b_out, (big_c,), ABSENT_SCORE))
+    padded = {key: value for key, value in hyper.items() if key != "norm"}
+    padded.update(_weighted_rows(hyper["labels"], big_n), eps=hyper.get("eps", 1e-5), p=float(hyper.get("p", 1.0)),
+                  dropout_masks=_grow(np.ones((layers, n, h)) if masks is None else masks, (big_l, big_n, big_h)),
+                  norm_index=np.array(NORMS.index(hyper.get("norm", "none"))), rows=_mask(n, big_n),
+                  units=_mask(h, big_h), active=_mask(layers, big_l))
+    return grown, padded
+
+
+@_fixed
+def _taps(kernel: int, top: int) -> np.ndarray:
+    """Where tap t of the bucket's kernel is stored, the real kernel centred in it as zero padding
+    (K-1)//2 centres it (its taps stored first)."""
+    offset = (top - 1) // 2 - (kernel - 1) // 2
+    tap = np.arange(top)
+    real = (tap >= offset) & (tap < offset + kernel)
+    return np.where(real, tap - offset, kernel + np.cumsum(~real) - 1)
+
+
+@_fixed
+def _flat_rows(filters: int, side: int, top_filters: int, top_side: int) -> np.ndarray:
+    """Where row (f, i, j) of the bucket's flattened (F2, H2, W2) features is stored: the real rows first, in order."""
+    f, i, j = (a.ravel() for a in np.meshgrid(np.arange(top_filters), np.arange(top_side), np.arange(top_side),
+                                              indexing="ij"))
+    real = (f < filters) & (i < side) & (j < side)
+    return np.where(real, (f * side + i) * side + j, filters * side * side + np.cumsum(~real) - 1)
+
+
+@_fixed
+def _kept(side: int, top: int) -> np.ndarray:
+    """1 on the side x side real pixels of a top x top pooled map."""
+    return np.outer(_mask(side, top), _mask(side, top))
+
+
+def _conv_net_bucket(arrays, hyper):
+    x, w1, b1, w2, b2, w3, b3 = arrays
+    (n, c, size, _), (f1, _, k1, _), (f2, _, k2, _), classes = x.shape, w1.shape, w2.shape, w3.shape[1]
+    top = _bucket({"N": n, "C": c, "F1": f1, "F2": f2, "K1": k1, "K2": k2, "classes": classes, "S": size},
+                  CONV_NET_DIMS)
+    if top is None or x.shape[3] != size or w1.shape[3] != k1 or w2.shape[3] != k2 or hyper.get("pool", 2) != 2:
+        return arrays, hyper
+    big_n, big_c, big_f1, big_f2, kernel, big_classes, big_s = (top[name] for name in (
+        "N", "C", "F1", "F2", "K1", "classes", "S"))
+    side1, big_side1 = _pooled(size, k1), _pooled(big_s, kernel)
+    side2, big_side2 = _pooled(side1, k2), _pooled(big_side1, kernel)
+    grown = (_grow(x, (big_n, big_c, big_s, big_s)), _grow(w1, (big_f1, big_c, kernel, kernel)), _grow(b1, (big_f1,)),
+             _grow(w2, (big_f2, big_f1, kernel, kernel)), _grow(b2, (big_f2,)),
+             _grow(w3, (big_f2 * big_side2 * big_side2, big_classes)), _grow(b3, (big_classes,), ABSENT_SCORE))
+    return grown, {**hyper, **_weighted_rows(hyper["labels"], big_n), "taps1": _taps(k1, kernel),
+                   "taps2": _taps(k2, kernel), "kept1": _kept(side1, big_side1), "kept2": _kept(side2, big_side2),
+                   "flat": _flat_rows(f2, side2, big_f2, big_side2)}
+
+
+@_fixed
+def _cell_columns(gates: int, hidden: int, top: int) -> np.ndarray:
+    """Where column (gate q, unit j) of the bucket's lstm layout, q top + j, is stored: q H + j for a real
+    one (an rnn's one gate is the first), after the G H real columns for a padded one."""
+    gate, unit = np.divmod(np.arange(4 * top), top)
+    real = (gate < gates) & (unit < hidden)
+    return np.where(real, gate * hidden + unit, gates * hidden + np.cumsum(~real) - 1)
+
+
+def _captioning_rnn_bucket(arrays, hyper):
+    features, w_proj, b_proj, w_embed, wx, wh, b, w_vocab, b_vocab = arrays
+    captions, null, cell = hyper["captions"], hyper.get("null", 0), hyper.get("cell", "rnn")
+    (n, d), h, (v, w) = features.shape, w_proj.shape[1], w_embed.shape
+    top = _bucket({"N": n, "T": captions.shape[1] - 1, "D": d, "W": w, "H": h, "V": v}, CAPTIONING_RNN_DIMS)
+    if top is None:
+        return arrays, hyper
+    big_n, big_t, big_d, big_w, big_h, big_v = (top[name] for name in ("N", "T", "D", "W", "H", "V"))
+    grown = (_grow(features, (big_n, big_d)), _grow(w_proj, (big_d, big_h)), _grow(b_proj, (big_h,)),
+             _grow(w_embed, (big_v, big_w)), _grow(wx, (big_w, 4 * big_h)), _grow(wh, (big_h, 4 * big_h)),
+             _grow(b, (4 * big_h,)), _grow(w_vocab, (big_h, big_v)), _grow(b_vocab, (big_v,), ABSENT_SCORE))
+    padded = {key: value for key, value in hyper.items() if key != "cell"}
+    padded.update(captions=_grow(captions, (big_n, big_t + 1), null), batch=float(n),
+                  columns=_cell_columns(ref.CELLS[cell][1], h, big_h), lstm=np.array(float(cell == "lstm")))
+    return grown, padded
+
+
+GPT_SHAPES = ("VE", "PE", "LE", "LE", "LEE", "LE", "LEE", "LE", "LEE", "LE", "LEE", "LE", "LE", "LE", "LEM", "LM",
+              "LME", "LE", "E", "E")
+"""The axes of gpt's arguments: V words, P positions (T_max), L blocks, E features, M hidden units."""
+
+
+@_fixed
+def _head_columns(heads: int, width: int, top_heads: int, top_width: int) -> np.ndarray:
+    """Where column (head h, unit i) of the bucket's heads, h top_width + i, is stored: h width + i for a
+    real one, after the heads x width real columns for a padded one."""
+    head, unit = np.divmod(np.arange(top_heads * top_width), top_width)
+    real = (head < heads) & (unit < width)
+    return np.where(real, head * width + unit, heads * width + np.cumsum(~real) - 1)
+
+
+def _gpt_bucket(arrays, hyper):
+    tokens, targets, heads = hyper["tokens"], hyper["targets"], hyper["heads"]
+    (v, e), positions, layers, m = arrays[0].shape, arrays[1].shape[0], arrays[4].shape[0], arrays[14].shape[2]
+    (n, t), width = tokens.shape, e // heads
+    top = _bucket({"N": n, "T": t, "V": v, "heads": heads, "d": width, "M": m, "L": layers}, GPT_DIMS)
+    if top is None or positions > top["T"] + top["extra"] or width * heads != e:
+        return arrays, hyper
+    sizes = {"V": top["V"], "P": top["T"] + top["extra"], "L": top["L"], "E": top["heads"] * top["d"], "M": top["M"]}
+    grown = tuple(_grow(a, tuple(sizes[axis] for axis in axes)) for a, axes in zip(arrays, GPT_SHAPES))
+    rows = (top["N"], top["T"])
+    return grown, {**hyper, "tokens": _grow(tokens, rows), "targets": _grow(targets, rows), "heads": top["heads"],
+                   "eps": hyper.get("eps", 1e-5), "row_weights": _grow(np.full((n, t), 1.0 / (n * t)), rows),
+                   "features": _mask(e, sizes["E"]), "head_columns": _head_columns(heads, width, top["heads"], top["d"]),
+                   "scale": 1.0 / math.sqrt(width), "absent": _grow(np.zeros(v), (sizes["V"],), ABSENT_SCORE),
+                   "active": _mask(layers, top["L"])}
 
 
 # ----------------------------------------------------------------------------------------
@@ -886,39 +1437,105 @@ def _gpt_bench(rng):
 # ----------------------------------------------------------------------------------------
 # The catalogue entries.
 
+def _two_layer_net_steps(arrays, hyper):
+    steps = ref.two_layer_net_steps(labels=hyper["labels"])
+    return _loss_reads(steps, row_weights=hyper["row_weights"]) if "row_weights" in hyper else steps
+
+
 def _fc_net_steps(arrays, hyper):
-    return ref.fc_net_steps(arrays[3].shape[0] + 1, labels=hyper["labels"], norm=hyper.get("norm", "none"),
-                            eps=hyper.get("eps", 1e-5), dropout_masks=hyper.get("dropout_masks"), p=hyper.get("p", 1.0))
+    layers = arrays[5].shape[0]
+    if "norm_index" not in hyper:
+        return ref.fc_net_steps(layers, labels=hyper["labels"], norm=hyper.get("norm", "none"),
+                                eps=hyper.get("eps", 1e-5), dropout_masks=hyper.get("dropout_masks"),
+                                p=hyper.get("p", 1.0))
+    steps = ref.fc_net_steps(layers, labels=hyper["labels"], norm="batchnorm", eps=hyper["eps"],
+                             dropout_masks=hyper["dropout_masks"], p=hyper["p"])
+    norm = {key: hyper[key] for key in ("eps", "norm_index", "rows", "units")}
+    steps = _loss_reads([step._replace(op=ANY_NORM, hyper=norm) if step.op is ref.BATCHNORM else step
+                         for step in steps], row_weights=hyper["row_weights"])
+    for layer in range(1, layers):
+        steps = _gate(steps, f"affine.{layer}", f"dropout.{layer}", hyper["active"][layer])
+    return steps
+
+
+def _conv_net_steps(arrays, hyper):
+    steps = ref.conv_net_steps(arrays[1], arrays[3], labels=hyper["labels"], pool=hyper.get("pool", 2))
+    if "flat" not in hyper:
+        return steps
+    for block in (1, 2):
+        steps = _interpose(steps, KEEP, f"pool{block}", {"keep": hyper[f"kept{block}"]})
+    return _loss_reads(steps, row_weights=hyper["row_weights"])
+
+
+def _conv_net_layout(hyper):
+    return {} if "flat" not in hyper else {1: ((2, 3), hyper["taps1"]), 3: ((2, 3), hyper["taps2"]),
+                                           5: ((0,), hyper["flat"])}
+
+
+def _captioning_rnn_layout(hyper):
+    return {} if "columns" not in hyper else {i: ((-1,), hyper["columns"]) for i in (4, 5, 6)}
+
+
+def _gpt_layout(hyper):
+    if "head_columns" not in hyper:
+        return {}
+    return {**{i: ((-1,), hyper["head_columns"]) for i in range(4, 10)}, 10: ((1,), hyper["head_columns"])}
+
+
+def _captioning_rnn_steps(arrays, hyper):
+    if "lstm" not in hyper:
+        return ref.captioning_rnn_steps(captions=hyper["captions"], cell=hyper.get("cell", "rnn"),
+                                        null=hyper.get("null", 0))
+    steps = [step._replace(op=ANY_CELL, hyper={"lstm": hyper["lstm"]}) if step.op is ref.LSTM else step
+             for step in ref.captioning_rnn_steps(captions=hyper["captions"], cell="lstm", null=hyper.get("null", 0))]
+    return _loss_reads(steps, batch=hyper["batch"])
+
+
+GPT_BLOCK_PARAMS = ref.GPT_PARAMS[2:-2]
+"""gpt's arguments stacked along its blocks, in order (reference.models.GPT_STACKED)."""
 
 
 def _gpt_steps(arrays, hyper):
-    return ref.gpt_steps(arrays[4].shape[0], tokens=hyper["tokens"], targets=hyper["targets"], heads=hyper["heads"],
-                         eps=hyper.get("eps", 1e-5))
+    layers = arrays[4].shape[0]
+    steps = ref.gpt_steps(layers, tokens=hyper["tokens"], targets=hyper["targets"], heads=hyper["heads"],
+                          eps=hyper.get("eps", 1e-5))
+    if "active" not in hyper:
+        return steps
+    steps = [step._replace(hyper={**step.hyper, "mask": hyper["features"]}) if step.op is ref.LAYERNORM else
+             step._replace(hyper={**step.hyper, "scale": hyper["scale"]}) if step.op is ref.SELF_ATTENTION else step
+             for step in steps]
+    steps = _interpose(steps, ABSENT, "logits", {"absent": hyper["absent"]})
+    steps = _loss_reads(steps, row_weights=hyper["row_weights"].reshape(-1))
+    if not layers:
+        return steps
+    outputs = [step.output for step in steps]
+    first, block_end, last = outputs.index("ln1.0"), outputs.index("h.1"), outputs.index(f"h.{layers}")
+    stack = network.Step(scanned(steps[first:block_end + 1], GPT_BLOCK_PARAMS, hyper["active"]),
+                         ("h.0", *GPT_BLOCK_PARAMS), f"h.{layers}")
+    return [*steps[:first], stack, *steps[last + 1:]]
 
 
 two_layer_net = Layer(
-    "two_layer_net", ref.two_layer_net_forward, ref.two_layer_net_backward, jax_two_layer_net,
-    _space(TWO_LAYER_NET_CONFIGS, _two_layer_net_values),
-    magnitude=model_magnitude(ref.TWO_LAYER_NET_PARAMS, lambda a, h: ref.two_layer_net_steps(labels=h["labels"])),
-    errors=TWO_LAYER_NET_ERRORS, bench=_two_layer_net_bench)
+    "two_layer_net", ref.two_layer_net_forward, ref.two_layer_net_backward, jax_two_layer_net, two_layer_net_space,
+    magnitude=model_magnitude(ref.TWO_LAYER_NET_PARAMS, _two_layer_net_steps),
+    hints=Hints(pad=_two_layer_net_bucket), errors=TWO_LAYER_NET_ERRORS, bench=_two_layer_net_bench)
 fc_net = Layer(
-    "fc_net", ref.fc_net_forward, ref.fc_net_backward, jax_fc_net, _space(FC_NET_CONFIGS, _fc_net_values),
+    "fc_net", ref.fc_net_forward, ref.fc_net_backward, jax_fc_net, fc_net_space,
     magnitude=model_magnitude(ref.FC_NET_PARAMS, _fc_net_steps, ref.FC_NET_STACKED),
-    errors=FC_NET_ERRORS, bench=_fc_net_bench)
+    hints=Hints(pad=_fc_net_bucket), errors=FC_NET_ERRORS, bench=_fc_net_bench)
 conv_net = Layer(
-    "conv_net", ref.conv_net_forward, ref.conv_net_backward, jax_conv_net, _space(CONV_NET_CONFIGS, _conv_net_values),
-    magnitude=model_magnitude(ref.CONV_NET_PARAMS,
-                              lambda a, h: ref.conv_net_steps(a[1], a[3], labels=h["labels"], pool=h.get("pool", 2))),
-    errors=CONV_NET_ERRORS, bench=_conv_net_bench)
+    "conv_net", ref.conv_net_forward, ref.conv_net_backward, jax_conv_net, conv_net_space,
+    magnitude=model_magnitude(ref.CONV_NET_PARAMS, _conv_net_steps, layout=_conv_net_layout),
+    hints=Hints(pad=_conv_net_bucket), errors=CONV_NET_ERRORS, bench=_conv_net_bench)
 captioning_rnn = Layer(
     "captioning_rnn", ref.captioning_rnn_forward, ref.captioning_rnn_backward, jax_captioning_rnn,
-    _space(CAPTIONING_RNN_CONFIGS, _captioning_rnn_values),
-    magnitude=model_magnitude(ref.CAPTIONING_RNN_PARAMS, lambda a, h: ref.captioning_rnn_steps(
-        captions=h["captions"], cell=h.get("cell", "rnn"), null=h.get("null", 0))),
-    errors=CAPTIONING_RNN_ERRORS, bench=_captioning_rnn_bench)
+    captioning_rnn_space,
+    magnitude=model_magnitude(ref.CAPTIONING_RNN_PARAMS, _captioning_rnn_steps, layout=_captioning_rnn_layout),
+    hints=Hints(pad=_captioning_rnn_bucket), errors=CAPTIONING_RNN_ERRORS, bench=_captioning_rnn_bench)
 gpt = Layer(
-    "gpt", ref.gpt_forward, ref.gpt_backward, jax_gpt, _space(GPT_CONFIGS, _gpt_values),
-    magnitude=model_magnitude(ref.GPT_PARAMS, _gpt_steps, ref.GPT_STACKED), errors=GPT_ERRORS, bench=_gpt_bench)
+    "gpt", ref.gpt_forward, ref.gpt_backward, jax_gpt, gpt_space,
+    magnitude=model_magnitude(ref.GPT_PARAMS, _gpt_steps, ref.GPT_STACKED, _gpt_layout), hints=Hints(pad=_gpt_bucket),
+    errors=GPT_ERRORS, bench=_gpt_bench)
 
 
 # ----------------------------------------------------------------------------------------
@@ -982,10 +1599,10 @@ def _h0_dropped(step):
 
 MUTANTS = (
     Mutant("gpt", "residual_path_missing", "the residual additions' backward passes the gradient to the branch "
-           "only, not along the skip path", _with_ops(_skip_dropped), bug="missing"),
+           "only, not along the skip path: a term missing", _with_ops(_skip_dropped), bug="formula"),
     Mutant("gpt", "tied_embedding_one_gradient", "wte's gradient is overwritten by each of its two uses (the "
-           "embedding, the unembedding) instead of summed", lambda dout, cache: _walk(dout, cache, leaves_summed=False),
-           bug="missing"),
+           "embedding, the unembedding) instead of summed: a term missing",
+           lambda dout, cache: _walk(dout, cache, leaves_summed=False), bug="formula"),
     Mutant("gpt", "cache_from_wrong_layer", "each layernorm's backward gets the cache of the layernorm before "
            "it", lambda dout, cache: _walk(dout, cache, caches=_previous_layernorm_cache), bug="formula"),
     Mutant("fc_net", "chain_walked_forward", "the steps' backwards run in the forward's order: a step's "
