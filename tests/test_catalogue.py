@@ -4,16 +4,14 @@ import dataclasses
 import numpy as np
 import pytest
 
-from conftest import TEST_EXAMPLES
-from verification import CHECKS, LAYERS, Hints, check_layer, oracles
+from verification import CHECKS, LAYERS, Hints, oracles
 from verification.checks.trial import Trial
 from verification.space import freeze
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_layer_passes_every_check(name):
-    layer = LAYERS[name]
-    report = check_layer(layer, max_examples=TEST_EXAMPLES, seed=0)
+def test_layer_passes_every_check(name, catalogue_reports):
+    layer, report = LAYERS[name], catalogue_reports[name]
     assert report.passed, f"\n{report}"
     for dtype in ("float64", "float32"):
         for check in CHECKS:

@@ -145,7 +145,7 @@ SEED_SCALE = "seed-scale"
 _last_layer: list[str] = []  # the catalogue layer this process checked last
 
 
-def _check(task, max_examples, dtypes, require):
+def _check(task, max_examples, dtypes, require, shrink=True):
     """One unit of work, by name, so that it can run in another process: (locator, layer name, seed)."""
     locator, name, seed = task
     base = (name or "").split("[")[0]
@@ -157,12 +157,13 @@ def _check(task, max_examples, dtypes, require):
         report, _ = seed_scale_case(seed=seed)
     else:
         (layer,) = load(locator, name)
-        report = check_layer(layer, max_examples=max_examples, seed=seed, dtypes=dtypes, require=require)
+        report = check_layer(layer, max_examples=max_examples, seed=seed, dtypes=dtypes, require=require,
+                             shrink=shrink)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", out=sys.stderr):
+def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", shrink=True, out=sys.stderr):
     """Check each (locator, name, seed), in ``jobs`` processes, printing a line per finished task."""
     reports, started = {}, time.perf_counter()
 
@@ -175,7 +176,7 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", out=sys.
 
     if jobs <= 1 or len(tasks) <= 1:
         for task in tasks:
-            done(task, _check(task, max_examples, dtypes, require))
+            done(task, _check(task, max_examples, dtypes, require, shrink))
         return [reports[task] for task in tasks]
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
     try:
@@ -183,7 +184,7 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", out=sys.
         # first instruction (an ignored signal stays ignored across exec), so that the main
         # process alone answers it, by stopping them
         with _one_thread_each(), _interrupts_ignored():
-            futures = {pool.submit(_check, task, max_examples, dtypes, require): task for task in tasks}
+            futures = {pool.submit(_check, task, max_examples, dtypes, require, shrink): task for task in tasks}
         for future in as_completed(futures):
             done(futures[future], future.result())
     except BaseException:
