@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from . import tolerance
+from . import oracles, tolerance
 
 SPECIFICITY = ("order", "transpose", "sign", "factor", "batch_mixing", "wrong_axis", "missing", "extra_term",
                "partial", "nan", "precision", "instability", "shape", "dtype", "in_place", "aliasing", "layout",
@@ -60,10 +60,25 @@ def shape_bug(name, actual, expected, scale, dtype):
             return "transpose", f"transposed: {name} has shape {got}, its transpose is the right answer"
         if fits(actual.reshape(want), expected, scale, dtype):
             return "shape", f"not reshaped: {name} has the right values in shape {got} instead of {want}"
+        permuted = _permuted(actual, expected, scale, dtype)
+        if permuted is not None:
+            return "transpose", (f"axes in the wrong order: {name} has shape {got}, and its axes taken in the "
+                                 f"order {permuted} are the right answer")
     if actual.size == 0 and expected.size:
         return "partial", (f"{name} is empty, shape {got} instead of {want}: a slice that empties at a boundary "
                            f"(such as [p:-p] with p = 0)?")
     return "wrong_axis", f"wrong shape {got} instead of {want}: reduced (or indexed) along the wrong axes?"
+
+
+def _permuted(actual, expected, scale, dtype):
+    """The order of ``actual``'s axes in which it is the right answer, or None."""
+    if actual.ndim > 6:
+        return None
+    for axes in itertools.permutations(range(actual.ndim)):
+        if tuple(actual.shape[a] for a in axes) == expected.shape and fits(actual.transpose(axes), expected, scale,
+                                                                           dtype):
+            return axes
+    return None
 
 
 def diagnose(trial, name, actual, expected, scale, dtype):
@@ -86,7 +101,8 @@ def diagnose(trial, name, actual, expected, scale, dtype):
     if actual.ndim == 2 and actual.shape[0] == actual.shape[1] > 1 and fits(actual.T, expected, scale, dtype):
         return "transpose", f"transposed: {name}.T is the right answer"
     return (_factor(trial, actual, expected, scale, dtype) or _swapped_axes(trial, name, actual, dtype)
-            or _misplaced(name, actual, expected, scale, dtype) or _confined(name, wrong)
+            or _misplaced(name, actual, expected, scale, dtype) or _unmasked(name, expected, scale, dtype, wrong)
+            or _confined(name, wrong)
             or ("formula", f"wrong values in no simpler pattern ({int(wrong.sum())} of {wrong.size} entries "
                            f"of {name} off)"))
 
@@ -194,9 +210,21 @@ def _swapped_axes(trial, name, actual, dtype):
         probe = trial.evaluate((swapped,), (swapped,), trial.draws.tangents, with_jacobian=trial.probe_jacobian)
         scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
         if fits(actual, probe.vjp[k], scale, dtype):
+            if sum(_swapped_too(trial, probe, g) for g in range(len(trial.names)) if g != k):
+                return "transpose", (f"{name} and the other wrong gradients are right for dout with axes {i} and "
+                                     f"{j} swapped: dout read transposed, hidden while those axes have equal length")
             return "wrong_axis", (f"{name} is the right gradient for dout with axes {i} and {j} swapped: summed "
                                   f"(or normalised) along the wrong axis, hidden while those axes have equal length")
     return None
+
+
+def _swapped_too(trial, probe, g) -> bool:
+    """Whether another gradient is wrong and right for the swapped dout as well."""
+    actual = trial.grads[g] if trial.grads is not None else None
+    if not isinstance(actual, np.ndarray) or actual.shape != probe.vjp[g].shape or not actual.size:
+        return False
+    return (not fits(actual, trial.oracle.vjp[g], trial.scales.grads[g], trial.dtype)
+            and fits(actual, probe.vjp[g], _probe_scale(probe, g), trial.dtype))
 
 
 def _misplaced(name, actual, expected, scale, dtype):
@@ -226,3 +254,131 @@ def _confined(name, wrong):
             return "partial", (f"correct except at indices [{shown}] along axis {axis} of {name}: an off-by-one, "
                                f"a boundary, or an overwrite where contributions should add up")
     return None
+
+
+def _unmasked(name, expected, scale, dtype, wrong):
+    """Every wrong entry is one whose true gradient is zero (a ReLU's negative side, a masked
+    position, a dropped unit) and every other entry is right: a mask not applied."""
+    if not wrong.any() or wrong.all():
+        return None
+    zero = tolerance.units(np.zeros_like(expected), expected, scale, dtype) <= 1
+    if np.all(zero[wrong]) and not np.all(zero[~wrong]):
+        return "partial", (f"right except at {int(wrong.sum())} of {wrong.size} entries of {name}, each of which "
+                           f"should be zero: a mask (or a step's condition) not applied to them")
+    return None
+
+
+DEEPER = ("formula", "partial", "transpose", "wrong_axis", "batch_mixing")
+"""The classes ``explain`` looks behind: the ones a gradient of a transformed example can take."""
+AXIS_LIKE = ("axis", "axes", "dim", "groups")
+"""Integer hyperparameters that choose what is reduced over: another valid value is another axis."""
+ALTERNATIVES = 48
+"""At most this many transformed examples are evaluated for one failure."""
+
+
+def explain(trial, outcome, known=None):
+    """A second look at a failure of a derivative on an example the bug is named on (not on
+    every failing example a search meets: it evaluates the oracle on other examples). The
+    gradient may be the oracle's of a transformed example: an operand flipped or two of its
+    axes swapped (a kernel not flipped, a weight not transposed: *transpose*), another value
+    of an axis-like hyperparameter (*wrong_axis*), a flag or a mask left out (*formula*).
+    ``known``: the transform that explained another probe of the same example, tried alone.
+    Returns (bug, sentence, transform), or None where no transform explains it."""
+    name = outcome.gradient
+    if outcome.bug not in DEEPER or trial is None or trial.grads is None or name not in trial.names:
+        return None
+    k = trial.names.index(name)
+    actual, expected = np.asarray(trial.grads[k]), trial.oracle.vjp[k]
+    if actual.shape != expected.shape or not actual.size:
+        return None
+    transforms = [known] if known is not None else [*_operand_transforms(trial), *_hyper_alternatives(trial)]
+    for transform in transforms[:ALTERNATIVES]:
+        bug, text, make = transform
+        arrays, hyper = make(trial)
+        try:
+            probe = oracles.evaluate(trial.layer, arrays, hyper, trial.draws.douts, trial.draws.douts,
+                                     trial.draws.tangents, with_jacobian=False)
+        except Exception:  # an alternative the specification does not accept is not one
+            continue
+        if probe.vjp[k].shape == actual.shape and fits(actual, probe.vjp[k], _probe_scale(probe, k), trial.dtype):
+            return bug, f"{name} is the right gradient {text}", transform
+    return None
+
+
+def _probe_scale(probe, k):
+    return tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
+
+
+def _operand_transforms(trial):
+    """(bug, words, make) per operand flipped along one or two axes, or with two axes of equal
+    length swapped: the oracle of that example is what a backward computes that forgets to
+    flip a kernel or to transpose a weight (vectors and one-entry axes left out)."""
+    found = []
+    for i, (a, named) in enumerate(zip(trial.arrays64, trial.input_names)):
+        axes = [d for d in range(a.ndim) if a.shape[d] > 1] if a.ndim >= 2 else []
+        pairs = list(itertools.combinations(axes, 2))
+        for flip in [(d,) for d in axes] + pairs:
+            found.append(("transpose", f"for {named} flipped along axes {flip}: a flip (of a kernel, a sequence) "
+                                       f"missing or extra", _with_operand(i, lambda x, f=flip: np.flip(x, f))))
+        for d, e in pairs:
+            if a.shape[d] == a.shape[e]:
+                found.append(("transpose", f"for {named} with axes {d} and {e} swapped: a transpose missing or "
+                                           f"extra", _with_operand(i, lambda x, d=d, e=e: np.swapaxes(x, d, e))))
+        if a.ndim >= 2 and a.shape[1] > 1:
+            for blocks in (g for g in range(1, a.shape[0]) if a.shape[0] % g == 0 and a.shape[0] // g > 1):
+                found.append(("transpose", f"for {named} whose first two axes, in {blocks} block(s), are reshaped "
+                                           f"where a transpose was meant", _with_operand(i, _reshaped(blocks))))
+    return found
+
+
+def _reshaped(blocks):
+    """The operand a backward reads when, in each of ``blocks`` blocks along axis 0, it
+    reshapes (p, q) to (q, p) where it means to transpose: the operand whose transpose is that."""
+    def change(x):
+        p, q = x.shape[0] // blocks, x.shape[1]
+        return x.reshape(blocks, q, p, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
+    return change
+
+
+def _with_operand(i, change):
+    def make(trial):
+        arrays = list(trial.arrays64)
+        arrays[i] = np.ascontiguousarray(change(arrays[i]))
+        return tuple(arrays), trial.hyper_given
+    return make
+
+
+def _hyper_alternatives(trial):
+    """(bug, words, make) per other value of a hyperparameter: an axis-like integer set to each
+    other axis (or, for groups, each divisor of an axis' length) is *wrong_axis*; a flag
+    flipped or an array (a mask) left out, alone or all together, is a term forgotten."""
+    hyper, found, dropped = trial.hyper_given, [], {}
+    ndim = max((a.ndim for a in trial.arrays64), default=0)
+    sizes = {d for a in trial.arrays64 for n in a.shape for d in range(1, n + 1) if n % d == 0}
+    for key, value in hyper.items():
+        if isinstance(value, (bool, np.bool_)):
+            if value:
+                dropped[key] = False
+            found.append(("formula", f"as if {key} were {not value}: the backward ignores it", _with_hyper({key: not value})))
+        elif isinstance(value, np.ndarray):
+            dropped[key] = _ABSENT
+            found.append(("formula", f"without {key}: the backward ignores it", _with_hyper({key: _ABSENT})))
+        elif isinstance(value, (int, np.integer)) and any(word in key.lower() for word in AXIS_LIKE):
+            grouping = "group" in key.lower()
+            for other in sorted(sizes) if grouping else range(ndim):
+                if other != (value if grouping else value % ndim):
+                    found.append(("wrong_axis", f"for {key} = {other}, not {value}: reduced (or normalised) over "
+                                                f"the wrong axes", _with_hyper({key: other})))
+    if len(dropped) > 1:
+        found.append(("formula", f"without {', '.join(dropped)}: the backward ignores them", _with_hyper(dropped)))
+    return found
+
+
+_ABSENT = object()
+
+
+def _with_hyper(changes):
+    def make(trial):
+        hyper = {**trial.hyper_given, **changes}
+        return trial.arrays64, {key: value for key, value in hyper.items() if value is not _ABSENT}
+    return make

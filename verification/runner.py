@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 
 from . import oracles
 from .checks import CHECKS, Example, examine
-from .diagnosis import SPECIFICITY
+from .diagnosis import SPECIFICITY, explain
 from .hints import check_hints, declared
 from .layer import TIERS, Layer, LayerDefinitionError
 from .space import config_of_example, describe_coverage, freeze
@@ -556,7 +556,7 @@ def name_bug(layer: Layer, examples: list[Example], tier: str, candidates=()) ->
     rng = np.random.default_rng(0)
     by_size = sorted(candidates, key=lambda c: -sum(np.size(a) for a in c[0]))
     for arrays, hyper in by_size[:NAMING_CANDIDATES]:
-        named = []
+        named, known = [], None
         for _ in range(PROBES):
             fresh = tuple(rng.standard_normal(np.shape(a)) * max(1.0, float(np.max(np.abs(a), initial=0.0)))
                           for a in arrays)
@@ -565,12 +565,28 @@ def name_bug(layer: Layer, examples: list[Example], tier: str, candidates=()) ->
                 probe = reconcile([examine(layer, fresh, hyper, dtype=e.dtype, cotangent_seed=int(rng.integers(2**32)))
                                    for e in examples])
             if max((e.tier for e in probe), key=SEVERITY.index) == tier:
-                head = next(e for e in probe if e.tier == tier).headline
-                named.append((head.bug, head.diagnosis))
+                failing = next(e for e in probe if e.tier == tier)
+                bug, text, known = _explained(failing, known, first=not named)
+                named.append((bug, text))
         if named:
             shapes = ", ".join(str(np.shape(a)) for a in arrays)
             return _agreed(named, f" (named on fresh values of an example of shapes {shapes})")
-    return own.bug, own.diagnosis
+    own_example = next(e for e in examples if e.tier == tier)
+    return _explained(own_example, None, first=True)[:2]
+
+
+def _explained(example: Example, known, *, first: bool):
+    """The headline's (bug, sentence) of a failing example, looked at again by
+    ``diagnosis.explain``: on the first probe with every transform, on the others with the
+    one that explained the first (a probe the first's transform does not explain keeps its own
+    diagnosis, and the probes then disagree). Returns (bug, sentence, transform)."""
+    head = example.headline
+    if not first and known is None:
+        return head.bug, head.diagnosis, None
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        found = explain(example.trial, head, known)
+    return found if found is not None else (head.bug, head.diagnosis, None)
 
 
 def _agreed(named, where: str) -> tuple[str, str]:
