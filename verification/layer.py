@@ -160,8 +160,8 @@ def _positional_names(function) -> tuple[str, ...]:
 
 BUG_CLASSES = {
     # the derivative is wrong
-    "transpose": "a transpose missing or extra, or the right values at the wrong positions (a reshape for a "
-                 "transpose, a swapped or mis-strided index)",
+    "transpose": "a transpose or a flip missing or extra (a weight not transposed, a kernel not flipped), or the "
+                 "right values at the wrong positions (a reshape for a transpose, a swapped or mis-strided index)",
     "order": "gradients returned in the wrong order",
     "sign": "the sign flipped",
     "factor": "off by a constant factor (a scale, N, 1/N, the keep probability p)",

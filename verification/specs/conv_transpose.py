@@ -245,9 +245,9 @@ MUTANTS = (
            "the backward crops dy to the output size without output_padding, losing its last rows and columns",
            _output_padding_ignored, bug="partial"),
     Mutant("conv_transpose2d", "kernel_flipped_in_dx", "dx correlates dy with the flipped kernel",
-           _kernel_flipped_in_dx, bug="formula"),
+           _kernel_flipped_in_dx, bug="transpose"),
     Mutant("conv_transpose2d", "stride_ignored", "dx and dw read dy's windows at stride 1",
            _stride_ignored, bug="formula"),
     Mutant("conv_transpose2d", "db_first_position", "db sums dy over the batch at the first position only",
-           _db_over_batch_only, bug="partial"),
+           _db_over_batch_only, bug="formula"),
 )

@@ -1609,7 +1609,7 @@ MUTANTS = (
            "output gradient is not there yet when it runs", lambda dout, cache: _walk(dout, cache, order=list),
            bug="missing"),
     Mutant("fc_net", "dropout_mask_not_reapplied", "dropout's backward scales dout by 1/p everywhere, the "
-           "dropped units included", _with_ops(_dropout_unmasked), bug="partial"),
+           "dropped units included", _with_ops(_dropout_unmasked), bug="formula"),
     Mutant("captioning_rnn", "h0_gradient_dropped", "the recurrent layer's dh0 is dropped: the features' "
            "projection gets no gradient", _with_ops(_h0_dropped), bug="missing"),
 )

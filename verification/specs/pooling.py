@@ -413,7 +413,7 @@ SPACE_MUTANTS = (
            "both: windows overlapping along one axis only assign dy (=) and lose a shared winner's other dy",
            _max_disjoint_fast_path(lambda k, s: s[0] >= k[0] or s[1] >= k[1]), bug="partial"),
     Mutant("max_pool2d", "gaps_as_tiles", "disjoint windows placed at the kernel's pitch, as if they tiled x: "
-           "wrong when stride > kernel leaves gaps", _max_disjoint_fast_path(tiles=True), bug="formula"),
+           "wrong when stride > kernel leaves gaps", _max_disjoint_fast_path(tiles=True), bug="transpose"),
     Mutant("avg_pool2d", "gaps_as_tiles", "disjoint windows' blocks laid at the kernel's pitch (np.repeat), as if "
-           "they tiled x: wrong when stride > kernel leaves gaps", _avg_disjoint_blocks(tiles=True), bug="formula"),
+           "they tiled x: wrong when stride > kernel leaves gaps", _avg_disjoint_blocks(tiles=True), bug="transpose"),
 )

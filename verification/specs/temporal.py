@@ -299,5 +299,5 @@ MUTANTS = (
     Mutant("temporal_affine", "db_over_batch_only", "db summed over N alone: (T, M), not (M,)",
            _temporal_affine_db_over_batch, bug="wrong_axis"),
     Mutant("temporal_affine", "dw_from_first_sequence", "dw = x[0]^T dout[0]: the other sequences left out",
-           _temporal_affine_dw_first_sequence, bug="partial"),
+           _temporal_affine_dw_first_sequence, bug="formula"),
 )
