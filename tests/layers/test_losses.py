@@ -4,15 +4,14 @@ Bad input: each layer's ``errors`` in verification/specs/losses.py."""
 import jax
 import numpy as np
 import pytest
-from hypothesis import given, settings
 
+from conftest import assert_pad_exact
 from reference.losses import (
     bce_with_logits_backward, bce_with_logits_forward, mse_backward, mse_forward,
     softmax_cross_entropy_backward, softmax_cross_entropy_forward, svm_hinge_backward, svm_hinge_forward,
 )
 from verification import LAYERS
 from verification.checks.trial import Trial
-from verification.hints import check_hints
 from verification.specs.losses import jax_svm_hinge
 
 LABELS = np.array([0, 2])
@@ -147,15 +146,4 @@ def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
     configurations drawn from the whole space, the hint's own check finds padded and plain oracles
     equal (a run checks its first example only)."""
     layer = LAYERS[name]
-
-    @settings(max_examples=3, deadline=None, database=None)
-    @given(drawn=layer.space.draws())
-    def run(drawn):
-        arrays, hyper = drawn[1]
-        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
-
-        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
-
-        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
-
-    run()
+    assert_pad_exact(layer, layer.space.draws(), examples=3)

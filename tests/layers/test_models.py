@@ -8,11 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import assert_pad_exact
 from reference import models, network
 from reference.linear import affine_backward, affine_forward
 from verification import LAYERS, MUTANTS, VARIANTS
-from verification.checks.trial import Trial
-from verification.hints import check_hints
 from verification.oracles import split_hyper
 
 MODELS = ("two_layer_net", "fc_net", "conv_net", "captioning_rnn", "gpt")
@@ -174,18 +173,7 @@ def test_drawn_configurations_give_the_same_oracles_in_their_bucket(name):
     gradient and magnitude as it is: on configurations drawn from the whole space the hint's own
     check finds padded and plain oracles equal (a run checks the first example only)."""
     layer = LAYERS[name]
-
-    @settings(max_examples=2, deadline=None, database=None)
-    @given(drawn=layer.space.draws())
-    def run(drawn):
-        arrays, hyper = drawn[1]
-        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
-
-        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
-
-        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
-
-    run()
+    assert_pad_exact(layer, layer.space.draws(), examples=2)
 
 
 @pytest.mark.parametrize("name", MODELS)

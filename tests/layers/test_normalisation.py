@@ -5,16 +5,14 @@ Bad input is each layer's ``errors`` in verification/specs/normalisation.py; the
 there draws eps as a NumPy float64, which must not promote float32 arithmetic."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
 
+from conftest import assert_pad_exact
 from reference.normalisation import (
     batchnorm_alt_backward, batchnorm_alt_forward, batchnorm_backward, batchnorm_forward,
     groupnorm_backward, groupnorm_forward, layernorm_backward, layernorm_forward,
     rmsnorm_backward, rmsnorm_forward, spatial_batchnorm_backward, spatial_batchnorm_forward,
 )
 from verification import LAYERS as CATALOGUE
-from verification.checks.trial import Trial
-from verification.hints import check_hints
 
 RNG = np.random.default_rng(12)
 
@@ -176,15 +174,4 @@ def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
     buckets, groupnorm's G > 1 with padded H and W), the hint's own check finds padded and plain
     oracles equal (a run checks its first example only, an edge in the small bucket)."""
     layer = CATALOGUE[name]
-
-    @settings(max_examples=3, deadline=None, database=None)
-    @given(drawn=layer.space.draws())
-    def run(drawn):
-        arrays, hyper = drawn[1]
-        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
-
-        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
-
-        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
-
-    run()
+    assert_pad_exact(layer, layer.space.draws(), examples=3)

@@ -6,12 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 
+from conftest import assert_pad_exact
 from reference.softmax import log_softmax_backward, log_softmax_forward, softmax_backward, softmax_forward
 from verification import LAYERS
-from verification.checks.trial import Trial
-from verification.hints import check_hints
 
 LAYER_FUNCTIONS = {
     "softmax": (softmax_forward, softmax_backward),
@@ -118,15 +116,4 @@ def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
     the class axis positive: on configurations drawn from the whole space, the hint's own check
     finds padded and plain oracles equal (a run checks its first example only)."""
     layer = LAYERS[name]
-
-    @settings(max_examples=3, deadline=None, database=None)
-    @given(drawn=layer.space.draws())
-    def run(drawn):
-        arrays, hyper = drawn[1]
-        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
-
-        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
-
-        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
-
-    run()
+    assert_pad_exact(layer, layer.space.draws(), examples=3)
