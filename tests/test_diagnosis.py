@@ -4,8 +4,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from verification import LAYERS, examine
+from verification import LAYERS, MUTANTS, examine, tolerance
+from verification.diagnosis import explain, shape_bug
 from reference.linear import affine_backward, linear_backward
+from reference import conv
+from reference.conv import conv2d_backward
+from reference.normalisation import batchnorm_backward
 
 RNG = np.random.default_rng(11)
 X, W = RNG.standard_normal((4, 3)), RNG.standard_normal((3, 5))
@@ -85,3 +89,101 @@ def test_a_gradient_of_the_inputs_as_the_forward_left_them_is_named_in_place():
     layer = dataclasses.replace(LAYERS["linear"], name="linear[planted]", forward=forward)
     head = examine(layer, (X, W), {}).headline
     assert head.bug == "in_place" and "modifies x in place" in head.diagnosis
+
+
+def explained(name, backward, arrays, hyper=None, layer=None):
+    """The second look (``diagnosis.explain``) at a planted bug's headline: (bug, sentence) or None."""
+    layer = layer or dataclasses.replace(LAYERS[name], name=f"{name}[planted]", backward=backward)
+    example = examine(layer, arrays, hyper or {})
+    found = explain(example.trial, example.headline)
+    return None if found is None else found[:2]
+
+
+def test_a_mask_not_applied_is_partial_and_a_term_dropped_where_it_is_not_zero_is_not():
+    x = RNG.standard_normal((6, 5))
+    bug, text = headline("relu", lambda dout, c: (dout.copy(),), (x,))  # relu's mask forgotten: x < 0 gets dout
+    assert bug == "partial" and "should be zero" in text, text
+    bug, text = headline("leaky_relu", lambda dout, c: (dout * (c.derivative == 1),), (x,), {"slope": 0.1})
+    assert bug == "formula", text  # the negative side zeroed: its true gradient slope * dout is not zero
+
+
+def test_a_weight_used_untransposed_is_the_gradient_of_the_transposed_weight():
+    square = RNG.standard_normal((3, 3))
+    bug, text = explained("linear", lambda dout, c: (dout @ c.w, c.x.T @ dout), (X, square))
+    assert bug == "transpose" and "w with axes 0 and 1 swapped" in text, text
+
+
+def test_a_weight_reshaped_where_a_transpose_was_meant_is_named():
+    bug, text = explained("linear", lambda dout, c: (dout @ c.w.reshape(c.w.shape[::-1]), c.x.T @ dout), (X, W))
+    assert bug == "transpose" and "reshaped where a transpose was meant" in text, text
+
+
+def test_a_wrong_formula_is_no_transformed_example():
+    noise = RNG.standard_normal((4, 3))
+    assert explained("linear", lambda dout, c: (dout @ c.w.T + 0.1 * noise, c.x.T @ dout), (X, W)) is None
+
+
+def test_a_mask_used_only_by_the_forward_is_named():
+    mutant = next(m for m in MUTANTS if m.key == "scaled_dot_product_attention[mask_only_in_forward]")
+    q, k, v = (RNG.standard_normal((2, 1, 4, 3)) for _ in range(3))
+    mask = np.tril(np.ones((4, 4), bool))[None, None]
+    bug, text = explained("", None, (q, k, v), {"mask": mask}, layer=mutant.apply(LAYERS[mutant.layer]))
+    assert bug == "formula" and "without mask" in text, text
+
+
+def test_axes_in_the_wrong_order_are_a_transpose_and_a_plain_reshape_is_not():
+    expected = RNG.standard_normal((2, 3, 4))
+    scale = tolerance.fallback(expected)
+    bug, text = shape_bug("dx", expected.transpose(1, 2, 0).copy(), expected, scale, np.float64)
+    assert bug == "transpose" and "(2, 0, 1)" in text, text
+    bug, _ = shape_bug("dx", expected.reshape(3, 4, 2), expected, scale, np.float64)
+    assert bug == "shape"
+
+
+def test_dout_read_transposed_by_every_gradient_is_a_transpose():
+    x, gamma, beta = RNG.standard_normal((4, 4)), RNG.standard_normal(4), RNG.standard_normal(4)  # N = D
+    bug, text = headline("batchnorm", lambda dout, c: batchnorm_backward(dout.T.copy(), c), (x, gamma, beta),
+                         {"eps": 1e-5})
+    assert bug == "transpose" and "dout read transposed" in text, text
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def test_a_softmax_taken_along_another_axis_in_the_backward_is_the_wrong_axis():
+    def forward(x, *, axis):
+        return _softmax(x, axis), x.copy()
+
+    def along_rows(dout, x):
+        y = _softmax(x, 0)  # the backward recomputes the probabilities along axis 0, not the class axis
+        return (y * (dout - (dout * y).sum(axis=0, keepdims=True)),)
+
+    layer = dataclasses.replace(LAYERS["softmax"], name="softmax[planted]", forward=forward, backward=along_rows)
+    bug, text = explained("", None, (RNG.standard_normal((4, 3)),), {"axis": 1}, layer=layer)
+    assert bug == "wrong_axis" and "axis = 0, not 1" in text, text
+    diagonal = dataclasses.replace(layer, backward=lambda dout, x: (dout * _softmax(x, 1),))  # no sum term
+    assert explained("", None, (RNG.standard_normal((4, 3)),), {"axis": 1}, layer=diagonal) is None
+
+
+def dx_spread_at(stride=None, dilation=None):
+    """conv2d's backward whose dx spreads dy at another stride, or with another dilation."""
+    def backward(dout, c):
+        _, dw, db = conv2d_backward(dout, c)
+        step, gap = stride or c.stride, dilation or c.dilation
+        padded = tuple(n + 2 * p for n, p in zip(c.x.shape[2:], c.padding))
+        spread = conv._spread(dout, padded, c.w.shape[2:], step, gap)
+        dxp = conv._correlate(spread, conv._flip(c.w, c.groups), (1, 1), gap, c.groups)
+        return dxp[conv._interior(c.padding, c.x.shape[2:])], dw, db
+    return backward
+
+
+@pytest.mark.parametrize("backward, bug, words", [
+    (dx_spread_at(stride=(2, 2)), "formula", "stride = 2, not 3"),
+    (dx_spread_at(dilation=(2, 1)), "wrong_axis", "each axis takes the other's dilation"),
+])
+def test_a_backward_with_another_stride_or_its_axes_swapped_is_named(backward, bug, words):
+    x, w, b = RNG.standard_normal((2, 2, 9, 9)), RNG.standard_normal((3, 2, 2, 2)), RNG.standard_normal(3)
+    named, text = explained("conv2d", backward, (x, w, b), {"stride": 3, "dilation": (1, 2)})
+    assert named == bug and words in text, text

@@ -291,13 +291,13 @@ def explain(trial, outcome, known=None):
     actual, expected = np.asarray(trial.grads[k]), trial.oracle.vjp[k]
     if actual.shape != expected.shape or not actual.size:
         return None
-    transforms = [known] if known is not None else [*_operand_transforms(trial), *_hyper_alternatives(trial)]
+    transforms = [known] if known is not None else [*_hyper_alternatives(trial), *_operand_transforms(trial)]
     for transform in transforms[:ALTERNATIVES]:
         bug, text, make = transform
-        arrays, hyper = make(trial)
         try:
-            probe = oracles.evaluate(trial.layer, arrays, hyper, trial.draws.douts, trial.draws.douts,
-                                     trial.draws.tangents, with_jacobian=False)
+            arrays, hyper, douts = make(trial)
+            probe = oracles.evaluate(trial.layer, arrays, hyper, douts, douts, trial.draws.tangents,
+                                     with_jacobian=False)
         except Exception:  # an alternative the specification does not accept is not one
             continue
         if probe.vjp[k].shape == actual.shape and fits(actual, probe.vjp[k], _probe_scale(probe, k), trial.dtype):
@@ -344,7 +344,7 @@ def _with_operand(i, change):
     def make(trial):
         arrays = list(trial.arrays64)
         arrays[i] = np.ascontiguousarray(change(arrays[i]))
-        return tuple(arrays), trial.hyper_given
+        return tuple(arrays), trial.hyper_given, trial.draws.douts
     return make
 
 
@@ -356,6 +356,8 @@ def _hyper_alternatives(trial):
     ndim = max((a.ndim for a in trial.arrays64), default=0)
     sizes = {d for a in trial.arrays64 for n in a.shape for d in range(1, n + 1) if n % d == 0}
     for key, value in hyper.items():
+        if not any(word in key.lower() for word in AXIS_LIKE):
+            found += _other_settings(key, value)
         if isinstance(value, (bool, np.bool_)):
             if value:
                 dropped[key] = False
@@ -377,8 +379,41 @@ def _hyper_alternatives(trial):
 _ABSENT = object()
 
 
-def _with_hyper(changes):
+def _other_settings(key, value):
+    """(bug, words, make) for a backward that uses another stride, dilation or padding than its
+    forward: an integer set to 1 or one less (*formula*), a per-axis pair reversed (*wrong_axis*).
+    dY is embedded at the start of the other setting's (larger) output."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 2:
+        return [("formula", f"for {key} = {other}, not {value}: the backward uses another {key} than the forward",
+                 _with_hyper({key: other}, embed=True)) for other in sorted({1, int(value) - 1})]
+    if not (isinstance(value, tuple) and value and all(isinstance(v, (int, np.integer)) for v in value)):
+        return []
+    found = []
+    if len(set(value)) > 1:
+        found.append(("wrong_axis", f"for {key} = {value[::-1]}, not {value}: each axis takes the other's {key}",
+                      _with_hyper({key: value[::-1]}, embed=True)))
+    for other in sorted({tuple(1 for _ in value), tuple(max(1, v - 1) for v in value)} - {value}):
+        found.append(("formula", f"for {key} = {other}, not {value}: the backward uses another {key} than the "
+                                 f"forward", _with_hyper({key: other}, embed=True)))
+    return found
+
+
+def _with_hyper(changes, embed=False):
     def make(trial):
         hyper = {**trial.hyper_given, **changes}
-        return trial.arrays64, {key: value for key, value in hyper.items() if value is not _ABSENT}
+        hyper = {key: value for key, value in hyper.items() if value is not _ABSENT}
+        douts = trial.draws.douts
+        if embed:
+            shapes = oracles.output_shapes(trial.layer.jax_forward, tuple(a.shape for a in trial.arrays64), hyper)
+            douts = tuple(_embedded(d, s) for d, s in zip(douts, shapes))
+        return trial.arrays64, hyper, douts
     return make
+
+
+def _embedded(dout, shape):
+    """``dout`` at the start of zeros of ``shape`` (no smaller along any axis: else ValueError)."""
+    if len(shape) != dout.ndim or any(n < m for n, m in zip(shape, dout.shape)):
+        raise ValueError("the other setting's output is smaller")
+    out = np.zeros(shape)
+    out[tuple(slice(0, m) for m in dout.shape)] = dout
+    return out
