@@ -449,7 +449,7 @@ MUTANTS = (
     Mutant("conv2d", "kernel_not_flipped", "dx correlates dy with the kernel as is, not flipped",
            _wrong_dx(kernel=_unflipped), bug='transpose'),
     Mutant("conv2d", "stride_ignored_in_dx", "dy is not dilated by the stride before the transposed convolution",
-           _wrong_dx(stride=(1, 1)), bug='transpose'),
+           _wrong_dx(stride=(1, 1)), bug='formula'),
     Mutant("conv2d", "dilation_ignored_in_dx", "the transposed convolution uses dilation 1",
            _wrong_dx(dilation=(1, 1)), bug='formula'),
     Mutant("conv2d", "pad_slicing", "crops dx_padded[:, :, p:-p, p:-p], which is empty for p = 0 (CS231n)",
