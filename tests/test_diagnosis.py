@@ -115,7 +115,7 @@ def test_a_weight_used_untransposed_is_the_gradient_of_the_transposed_weight():
 
 def test_a_weight_reshaped_where_a_transpose_was_meant_is_named():
     bug, text = explained("linear", lambda dout, c: (dout @ c.w.reshape(c.w.shape[::-1]), c.x.T @ dout), (X, W))
-    assert bug == "transpose" and "reshaped where a transpose was meant" in text, text
+    assert bug == "transpose" and "reshaped where a transpose was meant" in text and "regrouped" in text, text
 
 
 def test_a_wrong_formula_is_no_transformed_example():
@@ -124,10 +124,10 @@ def test_a_wrong_formula_is_no_transformed_example():
 
 
 def test_a_mask_used_only_by_the_forward_is_named():
-    mutant = next(m for m in MUTANTS if m.key == "scaled_dot_product_attention[mask_only_in_forward]")
     q, k, v = (RNG.standard_normal((2, 1, 4, 3)) for _ in range(3))
     mask = np.tril(np.ones((4, 4), bool))[None, None]
-    bug, text = explained("", None, (q, k, v), {"mask": mask}, layer=mutant.apply(LAYERS[mutant.layer]))
+    layer = mutant_layer("scaled_dot_product_attention[mask_only_in_forward]")
+    bug, text = explained("", None, (q, k, v), {"mask": mask}, layer=layer)
     assert bug == "formula" and "without mask" in text, text
 
 
@@ -186,4 +186,20 @@ def dx_spread_at(stride=None, dilation=None):
 def test_a_backward_with_another_stride_or_its_axes_swapped_is_named(backward, bug, words):
     x, w, b = RNG.standard_normal((2, 2, 9, 9)), RNG.standard_normal((3, 2, 2, 2)), RNG.standard_normal(3)
     named, text = explained("conv2d", backward, (x, w, b), {"stride": 3, "dilation": (1, 2)})
+    assert named == bug and words in text, text
+
+
+def mutant_layer(key):
+    mutant = next(m for m in MUTANTS if m.key == key)
+    return mutant.apply(LAYERS[mutant.layer])
+
+
+@pytest.mark.parametrize("key, bug, words", [
+    ("conv_transpose2d[output_padding_ignored]", "partial", "output_padding = (0, 0), not (1, 1)"),  # its output cut
+    ("conv_transpose2d[stride_ignored]", "formula", "stride = (1, 1), not (2, 2)"),  # another output, not a cut
+])
+def test_a_backward_whose_setting_cuts_the_output_short_leaves_a_boundary_out(key, bug, words):
+    x, w, b = RNG.standard_normal((2, 2, 3, 3)), RNG.standard_normal((2, 3, 3, 3)), RNG.standard_normal(3)
+    hyper = {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1)}  # p > 0: the last rows are read
+    named, text = explained("", None, (x, w, b), hyper, layer=mutant_layer(key))
     assert named == bug and words in text, text

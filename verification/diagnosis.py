@@ -301,8 +301,24 @@ def explain(trial, outcome, known=None):
         except Exception:  # an alternative the specification does not accept is not one
             continue
         if probe.vjp[k].shape == actual.shape and fits(actual, probe.vjp[k], _probe_scale(probe, k), trial.dtype):
+            if _boundary_cut(trial, probe, douts):
+                bug, text = "partial", f"{text}, whose output is this one's cut short: dout's last rows or columns left out"
             return bug, f"{name} is the right gradient {text}", transform
     return None
+
+
+def _boundary_cut(trial, probe, douts) -> bool:
+    """Whether the other setting's output is this one's with its last rows or columns cut off
+    (the same values where both are defined, dout cut to it): a boundary left out, not another
+    formula (another stride, whose outputs differ)."""
+    if not any(n < m for d, o in zip(douts, trial.draws.douts) for n, m in zip(d.shape, o.shape)):
+        return False
+    for cut, whole in zip(probe.outs, trial.oracle.outs):
+        common = tuple(slice(0, n) for n in cut.shape)
+        if cut.shape != whole[common].shape or not fits(cut, whole[common], tolerance.fallback(whole[common]),
+                                                        np.float64):
+            return False
+    return True
 
 
 def _probe_scale(probe, k):
@@ -312,31 +328,45 @@ def _probe_scale(probe, k):
 def _operand_transforms(trial):
     """(bug, words, make) per operand flipped along one or two axes, or with two axes of equal
     length swapped: the oracle of that example is what a backward computes that forgets to
-    flip a kernel or to transpose a weight (vectors and one-entry axes left out)."""
-    found = []
+    flip a kernel or to transpose a weight (vectors and one-entry axes left out); then per
+    operand regrouped by a reshape where a transpose was meant (``_regrid``)."""
+    simple, regrouped = [], []
     for i, (a, named) in enumerate(zip(trial.arrays64, trial.input_names)):
         axes = [d for d in range(a.ndim) if a.shape[d] > 1] if a.ndim >= 2 else []
         pairs = list(itertools.combinations(axes, 2))
         for flip in [(d,) for d in axes] + pairs:
-            found.append(("transpose", f"for {named} flipped along axes {flip}: a flip (of a kernel, a sequence) "
-                                       f"missing or extra", _with_operand(i, lambda x, f=flip: np.flip(x, f))))
+            simple.append(("transpose", f"for {named} flipped along axes {flip}: a flip (of a kernel, a sequence) "
+                                        f"missing or extra", _with_operand(i, lambda x, f=flip: np.flip(x, f))))
         for d, e in pairs:
             if a.shape[d] == a.shape[e]:
-                found.append(("transpose", f"for {named} with axes {d} and {e} swapped: a transpose missing or "
-                                           f"extra", _with_operand(i, lambda x, d=d, e=e: np.swapaxes(x, d, e))))
-        if a.ndim >= 2 and a.shape[1] > 1:
-            for blocks in (g for g in range(1, a.shape[0]) if a.shape[0] % g == 0 and a.shape[0] // g > 1):
-                found.append(("transpose", f"for {named} whose first two axes, in {blocks} block(s), are reshaped "
-                                           f"where a transpose was meant", _with_operand(i, _reshaped(blocks))))
-    return found
+                simple.append(("transpose", f"for {named} with axes {d} and {e} swapped: a transpose missing or "
+                                            f"extra", _with_operand(i, lambda x, d=d, e=e: np.swapaxes(x, d, e))))
+        for blocks, pair, inverse in _grids(a.shape) if axes else ():
+            regrouped.append(("transpose", f"for {named} regrouped: its first two axes, as ({blocks}, "
+                                           f"{a.shape[0] // blocks}, {a.shape[1]}), have axes {pair} reshaped where "
+                                           f"a transpose was meant", _with_operand(i, _regrid(blocks, pair, inverse))))
+    return simple + regrouped
 
 
-def _reshaped(blocks):
-    """The operand a backward reads when, in each of ``blocks`` blocks along axis 0, it
-    reshapes (p, q) to (q, p) where it means to transpose: the operand whose transpose is that."""
+def _grids(shape):
+    """(blocks, pair, inverse) for the non-trivial regroupings of an operand of ``shape``."""
+    for blocks in (g for g in range(1, shape[0] + 1) if shape[0] % g == 0):
+        sizes = (blocks, shape[0] // blocks, shape[1])
+        for pair in ((1, 2), (0, 2), (0, 1)):
+            if sizes[pair[0]] > 1 and sizes[pair[1]] > 1:
+                yield from ((blocks, pair, False), (blocks, pair, True))
+
+
+def _regrid(blocks, pair, inverse):
+    """The operand viewed as (blocks, rows, columns, ...), whose 2-D grid along the view's axes
+    ``pair`` is read through a reshape where a transpose was meant (``inverse``: the other way)."""
     def change(x):
-        p, q = x.shape[0] // blocks, x.shape[1]
-        return x.reshape(blocks, q, p, *x.shape[2:]).swapaxes(1, 2).reshape(x.shape)
+        view = x.reshape(blocks, x.shape[0] // blocks, *x.shape[1:])
+        moved = np.moveaxis(view, pair, (-2, -1))
+        m, n = moved.shape[-2:]
+        regridded = (moved.reshape(*moved.shape[:-2], n, m).swapaxes(-1, -2) if inverse
+                     else moved.swapaxes(-1, -2).reshape(moved.shape))
+        return np.moveaxis(regridded, (-2, -1), pair).reshape(x.shape)
     return change
 
 
@@ -381,18 +411,20 @@ _ABSENT = object()
 
 def _other_settings(key, value):
     """(bug, words, make) for a backward that uses another stride, dilation or padding than its
-    forward: an integer set to 1 or one less (*formula*), a per-axis pair reversed (*wrong_axis*).
-    dY is embedded at the start of the other setting's (larger) output."""
-    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 2:
+    forward: an integer set to 0, 1 or one less (*formula*), a per-axis pair reversed
+    (*wrong_axis*). dY is embedded at the start of the other setting's output, or cut to it
+    (``explain`` names a cut dY *partial*: its last rows or columns left out)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value >= 1:
         return [("formula", f"for {key} = {other}, not {value}: the backward uses another {key} than the forward",
-                 _with_hyper({key: other}, embed=True)) for other in sorted({1, int(value) - 1})]
+                 _with_hyper({key: other}, embed=True)) for other in sorted({0, 1, int(value) - 1} - {value})]
     if not (isinstance(value, tuple) and value and all(isinstance(v, (int, np.integer)) for v in value)):
         return []
     found = []
     if len(set(value)) > 1:
         found.append(("wrong_axis", f"for {key} = {value[::-1]}, not {value}: each axis takes the other's {key}",
                       _with_hyper({key: value[::-1]}, embed=True)))
-    for other in sorted({tuple(1 for _ in value), tuple(max(1, v - 1) for v in value)} - {value}):
+    for other in sorted({tuple(0 for _ in value), tuple(1 for _ in value), tuple(max(0, v - 1) for v in value)}
+                        - {value}):
         found.append(("formula", f"for {key} = {other}, not {value}: the backward uses another {key} than the "
                                  f"forward", _with_hyper({key: other}, embed=True)))
     return found
@@ -411,9 +443,9 @@ def _with_hyper(changes, embed=False):
 
 
 def _embedded(dout, shape):
-    """``dout`` at the start of zeros of ``shape`` (no smaller along any axis: else ValueError)."""
-    if len(shape) != dout.ndim or any(n < m for n, m in zip(shape, dout.shape)):
-        raise ValueError("the other setting's output is smaller")
-    out = np.zeros(shape)
-    out[tuple(slice(0, m) for m in dout.shape)] = dout
+    """``dout`` at the start of zeros of ``shape``, cut where ``shape`` is shorter."""
+    if len(shape) != dout.ndim:
+        raise ValueError("the other setting's output has another rank")
+    out, common = np.zeros(shape), tuple(slice(0, min(n, m)) for n, m in zip(shape, dout.shape))
+    out[common] = dout[common]
     return out
