@@ -455,7 +455,7 @@ MUTANTS = (
     Mutant("conv2d", "pad_slicing", "crops dx_padded[:, :, p:-p, p:-p], which is empty for p = 0 (CS231n)",
            _wrong_dx(crop=_cs231n_crop), bug='partial'),
     Mutant("conv2d", "groups_mixed", "transposes filters and channels across groups, as if there were one",
-           _wrong_dx(kernel=_transposed_across_groups), bug='formula'),
+           _wrong_dx(kernel=_transposed_across_groups), bug='transpose'),
     Mutant("conv2d", "dw_reshaped_not_transposed", "dw built as (C/G KH KW, F/G) and reshaped to (F, C/G, KH, KW)",
            _dw_reshaped_not_transposed, bug='transpose'),
     Mutant("conv2d", "db_first_position", "db sums dy over the batch at the first output position only",
