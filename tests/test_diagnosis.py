@@ -203,3 +203,23 @@ def test_a_backward_whose_setting_cuts_the_output_short_leaves_a_boundary_out(ke
     hyper = {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1)}  # p > 0: the last rows are read
     named, text = explained("", None, (x, w, b), hyper, layer=mutant_layer(key))
     assert named == bug and words in text, text
+
+
+def softmax_backward_summing_along(axis):
+    def backward(dout, cache):
+        y = cache.y
+        return (y * (dout - (dout * y).sum(axis=axis, keepdims=True)),)
+    return backward
+
+
+@pytest.mark.parametrize("backward, expected", [
+    (softmax_backward_summing_along(1), ("wrong_axis", "gathers dout along axes [1], the true gradient along [2]")),
+    (softmax_backward_summing_along(0), None),  # across the batch: the per-example check's batch_mixing
+    (lambda dout, cache: (cache.y * dout,), None),  # no sum at all: a term lost, not moved
+])
+def test_a_sum_along_another_axis_than_the_true_gradient_s_is_the_wrong_axis(backward, expected):
+    found = explained("softmax", backward, (RNG.standard_normal((2, 3, 4)),), {"axis": 2})
+    if expected is None:
+        assert found is None or found[0] != "wrong_axis", found
+    else:
+        assert found[0] == expected[0] and expected[1] in found[1], found

@@ -7,10 +7,15 @@ all zeros; right normwise but not componentwise (the formula is right, digits ar
 *inaccurate*); float32 rounding inside a float64 run; a transpose; a constant factor, named
 (-1, 2, 1/2, N, 1/N, a hyperparameter such as p, or the fitted constant: a literal and N are
 told apart, or both named when they coincide); the oracle's gradient of dY with two equal
-axes swapped (a reduction along the wrong axis that square shapes hide); the right values
-in the wrong places; errors confined to some slices; and otherwise a wrong formula.
+axes swapped (a reduction along the wrong axis that square shapes hide; dY read transposed
+where every wrong gradient is that); the right values in the wrong places; errors only at
+entries whose gradient is zero (a mask not applied); errors confined to some slices; and
+otherwise a wrong formula. A wrong shape whose axes, reordered, are right is a transpose.
 
 Some tactics probe: they run the compiled oracle on another cotangent, never the layer.
+``explain`` looks again at the examples a failure is named on (``runner.name_bug``): the
+gradient may be the oracle's of a transformed example (an operand flipped, transposed or
+regrouped; a flag or mask left out; another axis, grouping, stride, dilation or padding).
 """
 from __future__ import annotations
 
@@ -127,8 +132,7 @@ def _right_for_modified_inputs(trial, name, actual, dtype):
     probe = trial.evaluate(trial.draws.douts, trial.draws.douts2, trial.draws.tangents, arrays=at,
                            with_jacobian=trial.probe_jacobian)
     k = trial.names.index(name)
-    scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
-    if fits(actual, probe.vjp[k], scale, dtype):
+    if fits(actual, probe.vjp[k], _probe_scale(probe, k), dtype):
         shown = ", ".join(trial.input_names[i] for i in changed)
         return "in_place", (f"{name} is right for the inputs as the forward left them: it modifies {shown} in place, "
                             f"so its own gradient is taken at the wrong point")
@@ -208,9 +212,8 @@ def _swapped_axes(trial, name, actual, dtype):
             continue
         swapped = np.swapaxes(dout, i, j).copy()
         probe = trial.evaluate((swapped,), (swapped,), trial.draws.tangents, with_jacobian=trial.probe_jacobian)
-        scale = tolerance.Scale(probe.grad_scales[k]) if probe.grad_scales is not None else tolerance.fallback(probe.vjp[k])
-        if fits(actual, probe.vjp[k], scale, dtype):
-            if sum(_swapped_too(trial, probe, g) for g in range(len(trial.names)) if g != k):
+        if fits(actual, probe.vjp[k], _probe_scale(probe, k), dtype):
+            if any(_swapped_too(trial, probe, g) for g in range(len(trial.names)) if g != k):
                 return "transpose", (f"{name} and the other wrong gradients are right for dout with axes {i} and "
                                      f"{j} swapped: dout read transposed, hidden while those axes have equal length")
             return "wrong_axis", (f"{name} is the right gradient for dout with axes {i} and {j} swapped: summed "
@@ -273,15 +276,19 @@ DEEPER = ("formula", "partial", "transpose", "wrong_axis", "batch_mixing")
 AXIS_LIKE = ("axis", "axes", "dim", "groups")
 """Integer hyperparameters that choose what is reduced over: another valid value is another axis."""
 ALTERNATIVES = 48
+COUPLING = "coupling"
+"""The tactic ``_coupled`` as ``explain``'s ``known``: no transformed example, the layer's reach."""
 """At most this many transformed examples are evaluated for one failure."""
 
 
 def explain(trial, outcome, known=None):
     """A second look at a failure of a derivative on an example the bug is named on (not on
     every failing example a search meets: it evaluates the oracle on other examples). The
-    gradient may be the oracle's of a transformed example: an operand flipped or two of its
-    axes swapped (a kernel not flipped, a weight not transposed: *transpose*), another value
-    of an axis-like hyperparameter (*wrong_axis*), a flag or a mask left out (*formula*).
+    gradient may be the oracle's of a transformed example: an operand flipped, two of its
+    axes swapped or regrouped by a reshape (a kernel not flipped, a weight not transposed:
+    *transpose*), another value of an axis-like hyperparameter (*wrong_axis*), a flag or a
+    mask left out, another stride, dilation or padding (*formula*; a pair reversed:
+    *wrong_axis*; a setting that cuts the output short: *partial*).
     ``known``: the transform that explained another probe of the same example, tried alone.
     Returns (bug, sentence, transform), or None where no transform explains it."""
     name = outcome.gradient
@@ -291,7 +298,8 @@ def explain(trial, outcome, known=None):
     actual, expected = np.asarray(trial.grads[k]), trial.oracle.vjp[k]
     if actual.shape != expected.shape or not actual.size:
         return None
-    transforms = [known] if known is not None else [*_hyper_alternatives(trial), *_operand_transforms(trial)]
+    transforms = ([] if known is COUPLING else [known] if known is not None
+                  else [*_hyper_alternatives(trial), *_operand_transforms(trial)])
     for transform in transforms[:ALTERNATIVES]:
         bug, text, make = transform
         try:
@@ -302,9 +310,42 @@ def explain(trial, outcome, known=None):
             continue
         if probe.vjp[k].shape == actual.shape and fits(actual, probe.vjp[k], _probe_scale(probe, k), trial.dtype):
             if _boundary_cut(trial, probe, douts):
-                bug, text = "partial", f"{text}, whose output is this one's cut short: dout's last rows or columns left out"
+                bug, text = "partial", (f"{text}, whose output is this one's cut short: dout's last rows or columns "
+                                        f"left out")
             return bug, f"{name} is the right gradient {text}", transform
+    return _coupled(trial, k) if known in (None, COUPLING) else None
+
+
+def _coupled(trial, k):
+    """The axes along which one entry of dY reaches the gradient, the layer's against the
+    oracle's (for a gradient of dY's shape): a reduction or a normalisation over other axes
+    than the true one (*wrong_axis*; the batch axis is the per-example check's, and a layer
+    that couples nothing has lost a term, not moved it). Returns (bug, sentence, COUPLING) or None."""
+    douts = trial.draws.douts
+    if len(douts) != 1 or douts[0].shape != trial.grads[k].shape or douts[0].size < 2 or trial.several:
+        return None
+    where = tuple(int(i) for i in np.unravel_index(douts[0].size // 2, douts[0].shape))
+    delta = np.zeros(douts[0].shape)
+    delta[where] = 1.0
+    try:
+        ours = np.asarray(trial.backward(delta.astype(trial.dtype))[k], np.float64)
+        theirs = oracles.evaluate(trial.layer, trial.arrays64, trial.hyper_given, (delta,), (delta,),
+                                  trial.draws.tangents, with_jacobian=False).vjp[k]
+    except Exception:  # a backward that raises on another dY is another check's finding
+        return None
+    got, want = _reach(ours, where), _reach(theirs, where)
+    if got and got != want and 0 not in got - want:
+        return "wrong_axis", (f"{trial.names[k]} gathers dout along axes {sorted(got)}, the true gradient along "
+                              f"{sorted(want)}: reduced (or normalised) over the wrong axes"), COUPLING
     return None
+
+
+def _reach(gradient, where) -> set:
+    """The axes along which ``gradient`` (of one entry of dY, at ``where``) is nonzero off ``where``."""
+    if not np.all(np.isfinite(gradient)):
+        return set()
+    support = np.argwhere(np.abs(gradient) > 1e-9 * float(np.max(np.abs(gradient), initial=0.0)))
+    return {axis for axis in range(gradient.ndim) if np.any(support[:, axis] != where[axis])}
 
 
 def _boundary_cut(trial, probe, douts) -> bool:
@@ -391,7 +432,8 @@ def _hyper_alternatives(trial):
         if isinstance(value, (bool, np.bool_)):
             if value:
                 dropped[key] = False
-            found.append(("formula", f"as if {key} were {not value}: the backward ignores it", _with_hyper({key: not value})))
+            found.append(("formula", f"as if {key} were {not value}: the backward ignores it",
+                          _with_hyper({key: not value})))
         elif isinstance(value, np.ndarray):
             dropped[key] = _ABSENT
             found.append(("formula", f"without {key}: the backward ignores it", _with_hyper({key: _ABSENT})))
