@@ -323,7 +323,7 @@ def _coupled(trial, k):
     than the true one (*wrong_axis*; the batch axis is the per-example check's, and a layer
     that couples nothing has lost a term, not moved it). Returns (bug, sentence, COUPLING) or None."""
     douts = trial.draws.douts
-    if len(douts) != 1 or douts[0].shape != trial.grads[k].shape or douts[0].size < 2 or trial.several:
+    if len(douts) != 1 or douts[0].shape != np.shape(trial.grads[k]) or douts[0].size < 2 or trial.several:
         return None
     where = tuple(int(i) for i in np.unravel_index(douts[0].size // 2, douts[0].shape))
     delta = np.zeros(douts[0].shape)

@@ -549,10 +549,11 @@ def name_bug(layer: Layer, examples: list[Example], tier: str, candidates=()) ->
     drew: ``PROBES`` of each of the ``NAMING_CANDIDATES`` largest until they fail at the
     tier. The probes must agree (a constant factor must be the same constant): where they do
     not, the bug is a wrong formula. Where no probe fails at the tier (a bug that needs
-    special values), the failing example's own diagnosis."""
-    own = next(e for e in examples if e.tier == tier).headline
+    special values), the failing example's own diagnosis. Each is looked at again by
+    ``diagnosis.explain`` (``_explained``): the oracle of a transformed example may be it."""
+    own_example = next(e for e in examples if e.tier == tier)
     if tier == "spec":
-        return own.bug, own.diagnosis
+        return own_example.headline.bug, own_example.headline.diagnosis
     rng = np.random.default_rng(0)
     by_size = sorted(candidates, key=lambda c: -sum(np.size(a) for a in c[0]))
     for arrays, hyper in by_size[:NAMING_CANDIDATES]:
@@ -571,7 +572,6 @@ def name_bug(layer: Layer, examples: list[Example], tier: str, candidates=()) ->
         if named:
             shapes = ", ".join(str(np.shape(a)) for a in arrays)
             return _agreed(named, f" (named on fresh values of an example of shapes {shapes})")
-    own_example = next(e for e in examples if e.tier == tier)
     return _explained(own_example, None, first=True)[:2]
 
 
