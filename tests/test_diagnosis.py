@@ -223,3 +223,10 @@ def test_a_sum_along_another_axis_than_the_true_gradient_s_is_the_wrong_axis(bac
         assert found is None or found[0] != "wrong_axis", found
     else:
         assert found[0] == expected[0] and expected[1] in found[1], found
+
+
+def test_a_transposed_weight_gradient_of_dout_s_shape_keeps_its_name():
+    square = RNG.standard_normal((3, 3))  # dw and dout both (3, 3): the reach of dout means nothing for dw
+    bug, _ = headline("linear", lambda dout, c: (dout @ c.w.T, (c.x.T @ dout).T.copy()), (X[:3], square))
+    found = explained("linear", lambda dout, c: (dout @ c.w.T, (c.x.T @ dout).T.copy()), (X[:3], square))
+    assert bug == "transpose" and (found is None or found[0] == "transpose"), found

@@ -314,12 +314,13 @@ def explain(trial, outcome, known=None):
                 bug, text = "partial", (f"{text}, whose output is this one's cut short: dout's last rows or columns "
                                         f"left out")
             return bug, f"{name} is the right gradient {text}", transform
-    return _coupled(trial, k) if known in (None, COUPLING) else None
+    return _coupled(trial, k) if known in (None, COUPLING) and outcome.bug == "formula" else None
 
 
 def _coupled(trial, k):
     """The axes along which one entry of dY reaches the gradient, the layer's against the
-    oracle's (for a gradient of dY's shape): a reduction or a normalisation over other axes
+    oracle's (for a gradient of dY's shape, named no more than a wrong formula: a weight's
+    transpose whose shape is dY's by coincidence keeps its name): a reduction over other axes
     than the true one (*wrong_axis*; the batch axis is the per-example check's, and a layer
     that couples nothing has lost a term, not moved it). Returns (bug, sentence, COUPLING) or None."""
     douts = trial.draws.douts
