@@ -22,8 +22,8 @@ GRID_BITS = {"float64": 40, "float32": 23}
 """Significant bits of each input kept relative to its largest entry: the example point is
 rounded onto the grid 2^(e - bits), |x| < 2^e, so that it is exact in the run's dtype and,
 with tangents on a grid 2^13 times coarser, every x +- h t of the finite-difference route
-(h = FD_STEP, FD_STEP/2, FD_LINEAR_STEP) is exact in float64. The differences are then
-centred exactly on x: no input rounding shifts the point they differentiate at."""
+(h = FD_STEP, FD_STEP/2, FD_STEP/4, FD_LINEAR_STEP and its halves) is exact in float64. The
+differences are then centred exactly on x: no input rounding shifts the point they differentiate at."""
 
 JACOBIAN_SECONDS = 20.0
 """Time allowed for the streamed Jacobian contraction, used when the full Jacobian is over
