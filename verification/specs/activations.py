@@ -87,7 +87,10 @@ def _gelu_tanh_u(x):
 
 
 def jax_gelu_tanh(x):
-    return 0.5 * x * (1.0 + lax.tanh(_gelu_tanh_u(x), accuracy=HIGHEST))
+    """x (1 + tanh u) / 2 written as x logistic(2u): the two are equal, but 1 + tanh u cancels to 0
+    once u < -19 (tanh u rounds to -1) where the true gate, e^(2u), is still ~1e-17 or far above
+    the smallest float64 (gpt's MLP drew such pre-activations)."""
+    return x * _gelu_tanh_gate(x)
 
 
 def jax_silu(x):
@@ -135,7 +138,7 @@ def _elementwise_magnitude(f, arrays, hyper, dout, *, gate=None):
 
 
 def _gelu_tanh_gate(x):
-    return 0.5 * (1.0 + lax.tanh(_gelu_tanh_u(x), accuracy=HIGHEST))
+    return lax.logistic(2.0 * _gelu_tanh_u(x), accuracy=HIGHEST)
 
 
 _gelu_magnitude = functools.partial(_elementwise_magnitude, gate=jax.scipy.special.ndtr)
