@@ -183,19 +183,22 @@ _rms_magnitude = _normalisation_magnitude(_mean_over((1,)), centred=False)
 # deliberate degenerate case: var = 0 exactly, y = beta, dx = 0.
 #
 # The shapes: (N, D) with N 1-24 (batchnorm) or 0-23 (layernorm, rmsnorm: an empty batch
-# is legal there) and D 1-12, D = N a third of the time when N <= 12 (square: a missing
-# transpose keeps every shape); (N, C, H, W) with each side 1-4; groupnorm's (N, C, H, W, G)
+# is legal there) and D 1-16, D = N a third of the time when N <= 12 (square: a missing
+# transpose keeps every shape); (N, C, H, W) with N and C 1-4, H and W 1-6; groupnorm's (N, C, H, W, G)
 # with N 0-4, C 1-8 and any divisor G of it, H and W 1-4, at most GROUP_MAX_SIZE elements.
 # Two sides are the whole configuration of the (N, D) layers: small ranges would be a few
-# dozen shapes, each seen in every run; these reach about 200 in 20 seeds of 30 draws, while
-# dY/dx, computed in the largest bucket (below), stays under (24 * 12)^2 = 82,944 entries
-# (65,536 spatial; 262,144 groupnorm, whose bucket holds every N, C, H and W of its space).
+# dozen shapes, each seen in every run; these reach well over 200 in 20 seeds of 30 draws (D
+# up to 12 and H, W up to 4 reached 198-203), while dY/dx, computed in the largest bucket
+# (below), stays under (24 * 16)^2 = 147,456 entries (331,776 spatial; 262,144 groupnorm,
+# whose bucket holds every N, C, H and W of its space).
 
 SHIFT = 30.0
-ROWS, FEATURES = 24, 12
+ROWS, FEATURES = 24, 16
 """The largest (N, D) of the (N, D) layers."""
 SIDE = 4
-"""The largest side of an (N, C, H, W) x, but for groupnorm's channels."""
+"""The largest N and C of an (N, C, H, W) x (groupnorm: N, H and W; its channels below)."""
+SPATIAL_SIDE = 6
+"""The largest H and W of spatial_batchnorm's x."""
 GROUP_CHANNELS = 8
 GROUP_MAX_SIZE = 160
 
@@ -220,7 +223,8 @@ def _rows(low_n):
 
 @st.composite
 def spatial_configs(draw):
-    return {"shape": tuple(draw(st.integers(1, SIDE)) for _ in range(4))}
+    n, c, h, w = (draw(st.integers(1, side)) for side in (SIDE, SIDE, SPATIAL_SIDE, SPATIAL_SIDE))
+    return {"shape": (n, c, h, w)}
 
 
 @st.composite
@@ -298,11 +302,11 @@ def normalisation_space(configs, edges, *, n_params=2) -> Space:
 # ----------------------------------------------------------------------------------------
 # Buckets (Hints.pad): the configurations of a layer's space share the oracle programs of two
 # buckets, into which each example is embedded with zeros appended to x, gamma and beta: the
-# space's largest configuration, (N, D) = (ROWS, FEATURES), (N, C, H, W) = (SIDE, SIDE, SIDE,
-# SIDE) (groupnorm: GROUP_CHANNELS channels), and a small one that holds every edge. The edges'
-# examples get the explicit Jacobian, computed at the bucket's size, and its cost grows as the
-# square of the size at XLA's -O0 (layernorm: 0.4 ms a call at (6, 12), 1.3 ms at (24, 12);
-# groupnorm: 0.6 ms at 64 elements, 5.4 ms at 512).
+# space's largest configuration, (N, D) = (ROWS, FEATURES), (N, C, H, W) = (SIDE, SIDE,
+# SPATIAL_SIDE, SPATIAL_SIDE) (groupnorm: (SIDE, GROUP_CHANNELS, SIDE, SIDE)), and a small one
+# that holds every edge. The edges' examples get the explicit Jacobian, computed at the
+# bucket's size, and its cost grows as the square of the size at XLA's -O0 (layernorm: 0.4 ms
+# a call at (6, 12), 1.3 ms at (24, 12); groupnorm: 0.6 ms at 64 elements, 5.4 ms at 512).
 # What the padding adds must stay out of the real outputs:
 # * a group of its own is harmless: an added feature of batchnorm (a channel of
 #   spatial_batchnorm) is a zero column normalised on its own, var = 0 and y = 0 (gamma and
@@ -322,7 +326,7 @@ def normalisation_space(configs, edges, *, n_params=2) -> Space:
 # compares padded and plain on each run's first example.
 
 ROW_BUCKETS = ((6, FEATURES), (ROWS, FEATURES))
-SPATIAL_BUCKETS = ((3, 3, 3, 3), (SIDE,) * 4)
+SPATIAL_BUCKETS = ((3, 3, 3, 3), (SIDE, SIDE, SPATIAL_SIDE, SPATIAL_SIDE))
 GROUP_BUCKETS = ((2, GROUP_CHANNELS, 2, 2), (SIDE, GROUP_CHANNELS, SIDE, SIDE))
 
 
