@@ -183,10 +183,26 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
     return jax.jit(oracle, compiler_options=ORACLE_COMPILER_OPTIONS)
 
 
+@functools.lru_cache(maxsize=None)
+def _jacobian_program(jax_forward, static: tuple):
+    """J^T dY per input, by the explicit Jacobian alone (for layers whose light program is shared)."""
+    static_hyper = dict(static)
+
+    def program(arrays, traced_hyper, douts):
+        def flat(*a):
+            return _flat(leaves(jax_forward(*a, **static_hyper, **traced_hyper)))
+
+        jacobians = jax.jacobian(flat, argnums=tuple(range(len(arrays))))(*arrays)
+        return tuple(jnp.tensordot(_flat(douts), j, axes=1) for j in jacobians)
+
+    return jax.jit(program, compiler_options=ORACLE_COMPILER_OPTIONS)
+
+
 def forget() -> None:
     """Drop every compiled oracle program. A process that checks layer after layer would
     otherwise hold them all (2-4 MiB per configuration: a whole catalogue run, gigabytes)."""
     _compiled.cache_clear()
+    _jacobian_program.cache_clear()
     _shapes_seen.clear()
     jax.clear_caches()
 
@@ -208,14 +224,22 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
     if share_shapes and layer.hints.pad is not None:
         return _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobian)
     static, traced = split_hyper(hyper)
-    function = _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), len(douts) > 1)
-    raw = jax.device_get(function(tuple(arrays), traced, tuple(douts), tuple(tangents)))
-    if douts2 is douts:
-        second = raw
-    else:  # dY2 needs its pullback and its scale, not the Jacobian again: the light program where it is shared
-        shared = layer.magnitude is not None and (layer.hints.pad is not None or layer.hints.elementwise)
-        light = _compiled(layer.jax_forward, layer.magnitude, static, False, len(douts) > 1) if shared else function
-        second = jax.device_get(light(tuple(arrays), traced, tuple(douts2), tuple(tangents)))
+    several = len(douts) > 1
+    # where configurations share programs (a bucket, the padded vector) the light one exists anyway:
+    # the Jacobian is then a small program of its own, not a second copy of the light one with it
+    shared = layer.magnitude is not None and (layer.hints.pad is not None or layer.hints.elementwise)
+    light = _compiled(layer.jax_forward, layer.magnitude, static, False, several)
+    function = light if shared else _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), several)
+
+    def run(program, cotangents):
+        return jax.device_get(program(tuple(arrays), traced, tuple(cotangents), tuple(tangents)))
+
+    raw = run(function, douts)
+    if shared and with_jacobian:
+        raw["jacobian"] = jax.device_get(_jacobian_program(layer.jax_forward, static)(tuple(arrays), traced,
+                                                                                         tuple(douts)))
+    # dY2 needs its pullback and its scale, not the Jacobian again
+    second = raw if douts2 is douts else run(light if shared else function, douts2)
     outs = tuple(np.asarray(o) for o in raw["outs"])
     if any(o.dtype != np.float64 for o in outs):
         raise RuntimeError(
