@@ -32,10 +32,14 @@ def test_every_mutants_reproducer_replays_in_a_fresh_process(mutant_reports):
         codes = [replay(path, out=open("/dev/null", "w")) for path in sys.argv[1:]]
         print(" ".join(map(str, codes)))
     """)
-    result = subprocess.run([sys.executable, "-c", script, *paths], cwd=ROOT, capture_output=True, text=True,
-                            timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    codes = result.stdout.split()
+    halves = [paths[::2], paths[1::2]]  # two fresh processes, one a core
+    replays = [subprocess.Popen([sys.executable, "-c", script, *half], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for half in halves]
+    outputs = [replay.communicate(timeout=1200) for replay in replays]
+    for replay, (_, stderr) in zip(replays, outputs):
+        assert replay.returncode == 0, stderr[-3000:]
+    by_half = [stdout.split() for stdout, _ in outputs]
+    codes = [code for pair in zip(*by_half) for code in pair] + by_half[0][len(by_half[1]):]
     failed = [key for key, code in zip(mutant_reports, codes) if code != "1"]
     assert len(codes) == len(paths) and not failed, f"did not reproduce: {failed}"
 

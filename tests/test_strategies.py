@@ -80,7 +80,8 @@ def test_distinct_arrays_keep_entries_a_step_apart(x):
 
 
 def test_shrinking_reaches_simple_values():
-    a = find(arrays((3,)), lambda a: a.sum() > 1.5)
+    # derandomized: an unlucky random search can stop at three halves (0.5, 0.508, 0.5), a local minimum
+    a = find(arrays((3,)), lambda a: a.sum() > 1.5, settings=settings(derandomize=True, database=None))
     assert np.count_nonzero(a) <= 2
 
 

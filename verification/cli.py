@@ -163,6 +163,19 @@ def _check(task, max_examples, dtypes, require, shrink=True):
     return report
 
 
+def _by_layer(tasks) -> list[list]:
+    """The tasks of one layer (its mutants, variants, seeds) as one unit of work, so that one worker
+    compiles the layer's programs once; the largest units first, so that the workers finish together."""
+    groups: dict[str, list] = {}
+    for task in tasks:
+        groups.setdefault((task[1] or task[0]).split("[")[0], []).append(task)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def _check_group(group, max_examples, dtypes, require, shrink):
+    return [_check(task, max_examples, dtypes, require, shrink) for task in group]
+
+
 def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", shrink=True, out=sys.stderr):
     """Check each (locator, name, seed), in ``jobs`` processes, printing a line per finished task."""
     reports, started = {}, time.perf_counter()
@@ -184,9 +197,11 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", shrink=T
         # first instruction (an ignored signal stays ignored across exec), so that the main
         # process alone answers it, by stopping them
         with _one_thread_each(), _interrupts_ignored():
-            futures = {pool.submit(_check, task, max_examples, dtypes, require, shrink): task for task in tasks}
+            futures = {pool.submit(_check_group, group, max_examples, dtypes, require, shrink): group
+                       for group in _by_layer(tasks)}
         for future in as_completed(futures):
-            done(futures[future], future.result())
+            for task, report in zip(futures[future], future.result()):
+                done(task, report)
     except BaseException:
         _stop(pool)
         raise
