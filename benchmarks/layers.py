@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from verification import LAYERS
+from verification.oracles import leaves
 from verification.report import table
 
 from .common import GEMM_SIZE, Goal, Options, Section, gemm_rate, interleaved, verdict
@@ -56,12 +57,15 @@ def bench_layer(layer, case, dtype: str, options: Options) -> dict:
     arrays = tuple(np.asarray(a, dtype=dtype) for a in case.arrays)
     hyper = {k: _cast(v, dtype) for k, v in case.hyper.items()}
     out, cache = layer.forward(*arrays, **hyper)
-    dout = np.asarray(rng.standard_normal(np.shape(out)), dtype=dtype)
+    douts = tuple(np.asarray(rng.standard_normal(np.shape(o)), dtype=dtype) for o in leaves(out))
+    several = len(douts) > 1  # lstm_step: ((h, c), cache), its backward takes (dh, dc)
+    dout = douts if several else douts[0]
 
     pullback, forward, traced = _jax_vjp(layer, hyper)
     device = jax.device_put((arrays, traced))
-    jax_out = jax.eval_shape(forward, *device)
-    jax_dout = jax.device_put(jnp.asarray(dout, dtype=jax_out.dtype))
+    jax_outs = leaves(jax.eval_shape(forward, *device))
+    jax_douts = tuple(jnp.asarray(d, dtype=o.dtype) for d, o in zip(douts, jax_outs))
+    jax_dout = jax.device_put(jax_douts if several else jax_douts[0])
 
     def reference():
         return layer.backward(dout, cache)
@@ -72,7 +76,7 @@ def bench_layer(layer, case, dtype: str, options: Options) -> dict:
     pairs = interleaved(reference, jax_side, min_pairs=3 if options.quick else 5,
                         max_pairs=9 if options.quick else 25, budget_s=0.3 if options.quick else 3.0)
     row = {"layer": layer.name, "dtype": dtype, "shapes": [list(a.shape) for a in arrays],
-           "jax_dtype": str(jax_out.dtype), "flops": case.flops, "goal": goal_ratio(layer.name), **pairs.to_dict()}
+           "jax_dtype": str(jax_outs[0].dtype), "flops": case.flops, "goal": goal_ratio(layer.name), **pairs.to_dict()}
     row["met"] = row["ratio_median"] <= row["goal"]
     return row
 
