@@ -155,9 +155,6 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
         def f(*a):
             return jax_forward(*a, **hyper)
 
-        def flat(*a):
-            return _flat(leaves(f(*a)))
-
         out, pullback = jax.vjp(f, *arrays)
         outs = leaves(out)
         dout = _structured(douts, several)
@@ -165,9 +162,8 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
         jvp = sum(jnp.vdot(d, o) for d, o in zip(douts, leaves(jax.jvp(f, tuple(arrays), tuple(tangents))[1])))
         result = {"outs": outs, "vjp": pullback(dout), "jvp": jvp}
         if with_jacobian:
-            jacobians = jax.jacobian(flat, argnums=tuple(range(len(arrays))))(*arrays)
+            jacobians, result["jacobian"] = _contracted_jacobians(f, arrays, douts)
             d = _flat(douts)
-            result["jacobian"] = tuple(jnp.tensordot(d, j, axes=1) for j in jacobians)
             if magnitude is None:
                 result["grad_scales"] = tuple(jnp.tensordot(jnp.abs(d), jnp.abs(j), axes=1) for j in jacobians)
                 result["out_scales"] = _unflat(jnp.abs(_flat(outs)) + sum(
@@ -183,19 +179,27 @@ def _compiled(jax_forward, magnitude, static: tuple, with_jacobian: bool, severa
     return jax.jit(oracle, compiler_options=ORACLE_COMPILER_OPTIONS)
 
 
+def _contracted_jacobians(f, arrays, douts):
+    """(the Jacobian of f's flattened outputs by each input, J^T dY per input)."""
+    jacobians = jax.jacobian(lambda *a: _flat(leaves(f(*a))), argnums=tuple(range(len(arrays))))(*arrays)
+    return jacobians, tuple(jnp.tensordot(_flat(douts), j, axes=1) for j in jacobians)
+
+
 @functools.lru_cache(maxsize=None)
 def _jacobian_program(jax_forward, static: tuple):
     """J^T dY per input, by the explicit Jacobian alone (for layers whose light program is shared)."""
     static_hyper = dict(static)
 
     def program(arrays, traced_hyper, douts):
-        def flat(*a):
-            return _flat(leaves(jax_forward(*a, **static_hyper, **traced_hyper)))
-
-        jacobians = jax.jacobian(flat, argnums=tuple(range(len(arrays))))(*arrays)
-        return tuple(jnp.tensordot(_flat(douts), j, axes=1) for j in jacobians)
+        return _contracted_jacobians(lambda *a: jax_forward(*a, **static_hyper, **traced_hyper), arrays, douts)[1]
 
     return jax.jit(program, compiler_options=ORACLE_COMPILER_OPTIONS)
+
+
+def shares_programs(layer) -> bool:
+    """Whether the configurations of ``layer`` share the light program (a bucket, the padded
+    vector): it exists anyway, so probes and the Jacobian run beside it, not in copies of it."""
+    return layer.hints.pad is not None or bool(layer.hints.elementwise)
 
 
 def forget() -> None:
@@ -225,9 +229,7 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
         return _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobian)
     static, traced = split_hyper(hyper)
     several = len(douts) > 1
-    # where configurations share programs (a bucket, the padded vector) the light one exists anyway:
-    # the Jacobian is then a small program of its own, not a second copy of the light one with it
-    shared = layer.magnitude is not None and (layer.hints.pad is not None or layer.hints.elementwise)
+    shared = layer.magnitude is not None and shares_programs(layer)  # else the Jacobian is the scale: one program
     light = _compiled(layer.jax_forward, layer.magnitude, static, False, several)
     function = light if shared else _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), several)
 

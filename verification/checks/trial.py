@@ -186,7 +186,7 @@ class Trial:
     def probe_jacobian(self) -> bool:
         """The program a probe (another cotangent, point or tangent) runs: the light one where the
         configurations share programs (it exists anyway), else the one this example compiled."""
-        return False if (self.layer.hints.pad is not None or self.layer.hints.elementwise) else self.oracle_jacobian
+        return False if oracles.shares_programs(self.layer) else self.oracle_jacobian
 
     @property
     def jacobian_fits(self) -> bool:
