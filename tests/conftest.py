@@ -87,7 +87,7 @@ def _bounded_compile_cache():
 def assert_pad_exact(layer, drawn, *, examples):
     """On ``examples`` draws of ``drawn`` (a strategy of the space's ``(config, (arrays, hyper))``), the
     pad hint's own check finds the padded and the plain oracles equal and the example in its bucket
-    (a run checks its first example only; an empty input is evaluated as it is)."""
+    (a run checks its first example, and the bucket of any failing one; an empty input is evaluated as it is)."""
     from hypothesis import given
 
     from verification.checks.trial import Trial

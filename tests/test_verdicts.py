@@ -153,6 +153,30 @@ def test_a_wrong_linear_in_hint_is_named():
         check_layer(layer, max_examples=10)
 
 
+def _softmax_padded_with_zeros_at_rank(rank):
+    """softmax's pad, wrong (zeros, which take probability from the real classes) for a rank-``rank`` x."""
+    from verification.space import grow
+    from verification.specs.softmax import MAX_SIDE
+
+    right = LAYERS["softmax"].hints.pad
+
+    def pad(arrays, hyper):
+        if arrays[0].ndim != rank:
+            return right(arrays, hyper)
+        return (grow(arrays[0], (MAX_SIDE,) * rank, 0.0),), {**hyper, "axis": hyper["axis"] % rank}
+
+    return dataclasses.replace(LAYERS["softmax"], hints=Hints(per_example=LAYERS["softmax"].hints.per_example,
+                                                               pad=pad))
+
+
+@pytest.mark.parametrize("rank, first", [(2, "the first example's bucket"), (3, "a later bucket only")])
+def test_a_wrong_pad_hint_is_named_not_blamed_on_the_layer(rank, first):
+    """The first edge has rank 2: there the pad is checked up front; a bucket of rank 3 is confirmed
+    when its example fails, before the failure would be blamed on the (correct) layer."""
+    with pytest.raises(LayerDefinitionError, match=r"softmax: the hint pad is wrong"):
+        check_layer(_softmax_padded_with_zeros_at_rank(rank), max_examples=20, dtypes=("float64",))
+
+
 def test_a_wrong_per_example_hint_is_named():
     layer = dataclasses.replace(LAYERS["batchnorm"], hints=Hints(per_example=True, linear_in=(1, 2)))
     with pytest.raises(LayerDefinitionError, match=r"batchnorm: the hint per_example=True is wrong"):

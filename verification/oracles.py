@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _jax  # noqa: F401  (x64 before any trace)
+from .space import grow
 
 JACOBIAN_BUDGET_BYTES = 256 * 2**20
 """Default memory allowed for the explicit Jacobian check; above it the check streams or is skipped."""
@@ -211,6 +212,11 @@ def forget() -> None:
     jax.clear_caches()
 
 
+def fetched(results):
+    """A program's results as NumPy arrays (jax.device_get takes four times as long on these small ones)."""
+    return jax.tree_util.tree_map(np.asarray, results)
+
+
 def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=True,
              share_shapes=True) -> OracleResult:
     """Run the float64 oracles of ``layer`` on one example.
@@ -234,11 +240,11 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
     function = light if shared else _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), several)
 
     def run(program, cotangents):
-        return jax.device_get(program(tuple(arrays), traced, tuple(cotangents), tuple(tangents)))
+        return fetched(program(tuple(arrays), traced, tuple(cotangents), tuple(tangents)))
 
     raw = run(function, douts)
     if shared and with_jacobian:
-        raw["jacobian"] = jax.device_get(_jacobian_program(layer.jax_forward, static)(tuple(arrays), traced,
+        raw["jacobian"] = fetched(_jacobian_program(layer.jax_forward, static)(tuple(arrays), traced,
                                                                                          tuple(douts)))
     # dY2 needs its pullback and its scale, not the Jacobian again
     second = raw if douts2 is douts else run(light if shared else function, douts2)
@@ -281,14 +287,13 @@ def _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobia
                                    f"{[np.shape(a) for a in arrays]}")
     out_shapes = output_shapes(layer.jax_forward, tuple(np.shape(p) for p in padded), padded_hyper)
 
-    def grow(a, shape):
-        a = np.asarray(a, np.float64)
-        return np.pad(a, [(0, m - n) for n, m in zip(a.shape, shape)]) if a.ndim else a
+    def zeros_after(a, shape):
+        return grow(np.asarray(a, np.float64), shape)
 
-    first = tuple(grow(d, s) for d, s in zip(douts, out_shapes))
-    second = first if douts2 is douts else tuple(grow(d, s) for d, s in zip(douts2, out_shapes))
+    first = tuple(zeros_after(d, s) for d, s in zip(douts, out_shapes))
+    second = first if douts2 is douts else tuple(zeros_after(d, s) for d, s in zip(douts2, out_shapes))
     result = evaluate(layer, padded, padded_hyper, first, second,
-                      tuple(grow(t, np.shape(p)) for t, p in zip(tangents, padded)),
+                      tuple(zeros_after(t, np.shape(p)) for t, p in zip(tangents, padded)),
                       with_jacobian=with_jacobian, share_shapes=False)
 
     def cut(values, shapes):
@@ -320,7 +325,7 @@ def _evaluate_as_vector(layer, x, hyper, douts, douts2, tangents, with_jacobian)
     and the padding's cotangents and tangents are 0, so the scalar <dY, J t> is unchanged.
     """
     def vector(a):
-        return np.pad(np.ravel(a), (0, ELEMENTWISE_LENGTH - np.size(a)))
+        return grow(np.ravel(a), (ELEMENTWISE_LENGTH,))
 
     def shaped(a):
         return np.asarray(a)[:x.size].reshape(x.shape)

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from . import oracles
 from .checks import CHECKS, Example, examine
 from .diagnosis import SPECIFICITY, explain
-from .hints import check_hints, declared
+from .hints import check_hints, confirm_bucket, declared
 from .layer import TIERS, Layer, LayerDefinitionError
 from .space import config_of_example, describe_coverage, freeze
 
@@ -370,6 +370,8 @@ class _Run:
                               for dtype in self.dtypes])
         if self.hints_pending:
             self.hints_pending -= check_hints(examples[0].trial, self.hints_pending, self.buckets_checked)
+        if any(e.tier != "pass" for e in examples):
+            confirm_bucket(examples[0].trial, self.buckets_checked)
         if any(e.tier == "wrong" for e in examples):
             probe_key = (key, _hyper_key(hyper))  # shrinking revisits configurations: probe each once
             if probe_key not in self.confirmed:

@@ -30,7 +30,7 @@ from reference import network
 from reference.conv import conv2d_forward
 from reference.pooling import max_pool2d_forward
 from verification.layer import BenchCase, ErrorCase, Hints, Layer, Mutant, Variant
-from verification.space import Space
+from verification.space import Space, grow
 from verification.strategies import arrays, choices, indices
 from verification.specs.activations import _gelu_tanh_gate, jax_gelu_tanh
 from verification.specs.attention import _allowed, _attention_scales
@@ -1142,15 +1142,6 @@ gpt_space = Space(st.fixed_dictionaries(_dims(GPT_DIMS)), _gpt_values, edges=GPT
 # the bench's) is evaluated as it is. The hint's check compares padded and plain oracles,
 # magnitudes included, on each run's first example.
 
-def _grow(a: np.ndarray, shape, value=0.0) -> np.ndarray:
-    """verification.space.grow, for the arrays of every oracle call (np.pad takes ten times as long)."""
-    if a.shape == tuple(shape):
-        return a
-    grown = np.full(shape, value, dtype=a.dtype)
-    grown[tuple(slice(0, n) for n in a.shape)] = a
-    return grown
-
-
 def _bucket(sizes: dict, dims: dict) -> dict | None:
     """The bucket's sizes (each dimension's largest), or None where the example is larger."""
     top = {name: span[1] for name, span in dims.items()}
@@ -1170,11 +1161,11 @@ def _fixed(function):
 @_fixed
 def _mask(n: int, top: int) -> np.ndarray:
     """1 at the n real entries of top."""
-    return _grow(np.ones(n), (top,))
+    return grow(np.ones(n), (top,))
 
 
 def _weighted_rows(labels: np.ndarray, top: int) -> dict:
-    return {"labels": _grow(labels, (top,)), "row_weights": _grow(np.full(labels.shape, 1.0 / labels.size), (top,))}
+    return {"labels": grow(labels, (top,)), "row_weights": grow(np.full(labels.shape, 1.0 / labels.size), (top,))}
 
 
 def _two_layer_net_bucket(arrays, hyper):
@@ -1183,7 +1174,7 @@ def _two_layer_net_bucket(arrays, hyper):
     if top is None:
         return arrays, hyper
     n, d, h, c = (top[name] for name in ("N", "D", "H", "C"))
-    return ((_grow(x, (n, d)), _grow(w1, (d, h)), _grow(b1, (h,)), _grow(w2, (h, c)), _grow(b2, (c,), ABSENT_SCORE)),
+    return ((grow(x, (n, d)), grow(w1, (d, h)), grow(b1, (h,)), grow(w2, (h, c)), grow(b2, (c,), ABSENT_SCORE)),
             {**hyper, **_weighted_rows(hyper["labels"], n)})
 
 
@@ -1195,12 +1186,12 @@ def _fc_net_bucket(arrays, hyper):
         return arrays, hyper
     big_n, big_d, big_h, big_c, big_l = (top[name] for name in ("N", "D", "H", "C", "L"))
     masks = hyper.get("dropout_masks")
-    grown = (_grow(x, (big_n, big_d)), _grow(w_in, (big_d, big_h)), _grow(b_in, (big_h,)),
-             _grow(w_mid, (big_l - 1, big_h, big_h)), _grow(b_mid, (big_l - 1, big_h)), _grow(gamma, (big_l, big_h)),
-             _grow(beta, (big_l, big_h)), _grow(w_out, (big_h, big_c)), _grow(b_out, (big_c,), ABSENT_SCORE))
+    grown = (grow(x, (big_n, big_d)), grow(w_in, (big_d, big_h)), grow(b_in, (big_h,)),
+             grow(w_mid, (big_l - 1, big_h, big_h)), grow(b_mid, (big_l - 1, big_h)), grow(gamma, (big_l, big_h)),
+             grow(beta, (big_l, big_h)), grow(w_out, (big_h, big_c)), grow(b_out, (big_c,), ABSENT_SCORE))
     padded = {key: value for key, value in hyper.items() if key != "norm"}
     padded.update(_weighted_rows(hyper["labels"], big_n), eps=hyper.get("eps", 1e-5), p=float(hyper.get("p", 1.0)),
-                  dropout_masks=_grow(np.ones((layers, n, h)) if masks is None else masks, (big_l, big_n, big_h)),
+                  dropout_masks=grow(np.ones((layers, n, h)) if masks is None else masks, (big_l, big_n, big_h)),
                   norm_index=np.array(NORMS.index(hyper.get("norm", "none"))), rows=_mask(n, big_n),
                   units=_mask(h, big_h), active=_mask(layers, big_l))
     return grown, padded
@@ -1242,9 +1233,9 @@ def _conv_net_bucket(arrays, hyper):
         "N", "C", "F1", "F2", "K1", "classes", "S"))
     side1, big_side1 = _pooled(size, k1), _pooled(big_s, kernel)
     side2, big_side2 = _pooled(side1, k2), _pooled(big_side1, kernel)
-    grown = (_grow(x, (big_n, big_c, big_s, big_s)), _grow(w1, (big_f1, big_c, kernel, kernel)), _grow(b1, (big_f1,)),
-             _grow(w2, (big_f2, big_f1, kernel, kernel)), _grow(b2, (big_f2,)),
-             _grow(w3, (big_f2 * big_side2 * big_side2, big_classes)), _grow(b3, (big_classes,), ABSENT_SCORE))
+    grown = (grow(x, (big_n, big_c, big_s, big_s)), grow(w1, (big_f1, big_c, kernel, kernel)), grow(b1, (big_f1,)),
+             grow(w2, (big_f2, big_f1, kernel, kernel)), grow(b2, (big_f2,)),
+             grow(w3, (big_f2 * big_side2 * big_side2, big_classes)), grow(b3, (big_classes,), ABSENT_SCORE))
     return grown, {**hyper, **_weighted_rows(hyper["labels"], big_n), "taps1": _taps(k1, kernel),
                    "taps2": _taps(k2, kernel), "kept1": _kept(side1, big_side1), "kept2": _kept(side2, big_side2),
                    "flat": _flat_rows(f2, side2, big_f2, big_side2)}
@@ -1267,11 +1258,11 @@ def _captioning_rnn_bucket(arrays, hyper):
     if top is None:
         return arrays, hyper
     big_n, big_t, big_d, big_w, big_h, big_v = (top[name] for name in ("N", "T", "D", "W", "H", "V"))
-    grown = (_grow(features, (big_n, big_d)), _grow(w_proj, (big_d, big_h)), _grow(b_proj, (big_h,)),
-             _grow(w_embed, (big_v, big_w)), _grow(wx, (big_w, 4 * big_h)), _grow(wh, (big_h, 4 * big_h)),
-             _grow(b, (4 * big_h,)), _grow(w_vocab, (big_h, big_v)), _grow(b_vocab, (big_v,), ABSENT_SCORE))
+    grown = (grow(features, (big_n, big_d)), grow(w_proj, (big_d, big_h)), grow(b_proj, (big_h,)),
+             grow(w_embed, (big_v, big_w)), grow(wx, (big_w, 4 * big_h)), grow(wh, (big_h, 4 * big_h)),
+             grow(b, (4 * big_h,)), grow(w_vocab, (big_h, big_v)), grow(b_vocab, (big_v,), ABSENT_SCORE))
     padded = {key: value for key, value in hyper.items() if key != "cell"}
-    padded.update(captions=_grow(captions, (big_n, big_t + 1), null), batch=float(n),
+    padded.update(captions=grow(captions, (big_n, big_t + 1), null), batch=float(n),
                   columns=_cell_columns(ref.CELLS[cell][1], h, big_h), lstm=np.array(float(cell == "lstm")))
     return grown, padded
 
@@ -1298,12 +1289,12 @@ def _gpt_bucket(arrays, hyper):
     if top is None or positions > top["T"] + top["extra"] or width * heads != e:
         return arrays, hyper
     sizes = {"V": top["V"], "P": top["T"] + top["extra"], "L": top["L"], "E": top["heads"] * top["d"], "M": top["M"]}
-    grown = tuple(_grow(a, tuple(sizes[axis] for axis in axes)) for a, axes in zip(arrays, GPT_SHAPES))
+    grown = tuple(grow(a, tuple(sizes[axis] for axis in axes)) for a, axes in zip(arrays, GPT_SHAPES))
     rows = (top["N"], top["T"])
-    return grown, {**hyper, "tokens": _grow(tokens, rows), "targets": _grow(targets, rows), "heads": top["heads"],
-                   "eps": hyper.get("eps", 1e-5), "row_weights": _grow(np.full((n, t), 1.0 / (n * t)), rows),
+    return grown, {**hyper, "tokens": grow(tokens, rows), "targets": grow(targets, rows), "heads": top["heads"],
+                   "eps": hyper.get("eps", 1e-5), "row_weights": grow(np.full((n, t), 1.0 / (n * t)), rows),
                    "features": _mask(e, sizes["E"]), "head_columns": _head_columns(heads, width, top["heads"], top["d"]),
-                   "scale": 1.0 / math.sqrt(width), "absent": _grow(np.zeros(v), (sizes["V"],), ABSENT_SCORE),
+                   "scale": 1.0 / math.sqrt(width), "absent": grow(np.zeros(v), (sizes["V"],), ABSENT_SCORE),
                    "active": _mask(layers, top["L"])}
 
 
