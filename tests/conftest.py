@@ -1,8 +1,20 @@
 """Shared settings: the quick profile for `make test` (`make verify` is the thorough run)."""
 import os
+import shutil
+import tempfile
 
-import pytest
-from hypothesis import settings
+# One thread per process, set before NumPy and JAX start their pools: this process runs the
+# tests beside one background worker (BACKGROUND), a process per core, and threads of BLAS or
+# XLA on top oversubscribe them (verification.cli._one_thread_each sets the same for workers).
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import pytest  # noqa: E402  (after the thread settings)
+from hypothesis import settings  # noqa: E402
+
+from verification.cli import one_xla_thread  # noqa: E402
+
+one_xla_thread()
 
 # Oracle tests compile JAX per shape: no per-example deadline.
 settings.register_profile("quick", max_examples=20, deadline=None, database=None)
@@ -14,59 +26,91 @@ MUTANT_EXAMPLES = 50  # a search stops at its first wrong failure, so this bound
 VARIANT_EXAMPLES = 12  # a correct variant is proven at 50 by make mutants; here its edges and some configurations
 
 
-JOBS = min(2, os.cpu_count() or 1)
-"""The library and the catalogue are checked in worker processes, as `make verify` does."""
+BACKGROUND = ("catalogue_reports", "mutant_reports", "variant_reports")
+"""Session fixtures whose checks run in one background worker process from the end of collection,
+while this process runs the other tests (a process per core); the tests that read them run last."""
+_background = []  # the verification.cli.Background of this session, once started
 
 
-def _selected(request, fixture, param):
-    """The values of ``param`` of the collected tests that use ``fixture``: `pytest -k` checks those only."""
-    return sorted({item.callspec.params[param] for item in request.session.items
-                   if fixture in getattr(item, "fixturenames", ()) and param in getattr(item, "callspec", {}).params
-                   } if hasattr(request.session, "items") else set(), key=str)
-
-
-def _in_workers(locators, *, max_examples, shrink=True):
-    """Each (locator, name) checked with seed 0 in JOBS spawned processes: {name: LayerReport}."""
-    from verification.cli import run_tasks
-
-    tasks = [(locator, name, 0) for locator, name in locators]
-    reports = run_tasks(tasks, max_examples=max_examples, dtypes=("float64", "float32"), jobs=JOBS, shrink=shrink)
-    return {name: report for (_, name, _), report in zip(tasks, reports)}
-
-
-@pytest.fixture(scope="session")
-def mutant_reports(tmp_path_factory):
-    """Every mutant of the library checked once (its first failure, not shrunk: here only the
-    verdict and the reproducer matter; `make mutants` shrinks), reproducers in a temporary folder."""
+def _plan(items) -> dict:
+    """{fixture: (tasks, max_examples, shrink)} for the BACKGROUND fixtures the collected tests use
+    (`pytest -k` checks only the selected layers and variants), in the order they are needed."""
     from verification import MUTANTS
+    from verification.cli import by_cost
 
-    folder = tmp_path_factory.mktemp("repro")
+    def selected(fixture, param):
+        return sorted({item.callspec.params[param] for item in items if fixture in getattr(item, "fixturenames", ())
+                       and param in getattr(item, "callspec", {}).params}, key=str)
+
+    used = [f for f in BACKGROUND if any(f in getattr(item, "fixturenames", ()) for item in items)]
+    plans = {
+        "catalogue_reports": ([(f"catalogue:{name}", name, 0) for name in by_cost(selected("catalogue_reports", "name"))],
+                              TEST_EXAMPLES, True),
+        # a layer's mutants share its compiled programs; not shrunk: here only the verdict and the
+        # reproducer matter (`make mutants` shrinks)
+        "mutant_reports": ([(f"mutant:{m.key}", m.key, 0) for m in sorted(MUTANTS, key=lambda m: m.layer)],
+                           MUTANT_EXAMPLES, False),
+        "variant_reports": ([(f"variant:{v.key}", v.key, 0) for v in selected("variant_reports", "variant")],
+                            VARIANT_EXAMPLES, True),
+    }
+    return {fixture: plans[fixture] for fixture in used}
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: any(f in getattr(item, "fixturenames", ()) for f in BACKGROUND))  # stable
+
+
+def pytest_collection_finish(session):
+    plan = _plan(session.items)
+    if not plan:
+        return
+    from verification.cli import Background
+
+    # the worker writes the mutants' reproducers here: it reads the folder when it starts
+    repro = tempfile.mkdtemp(prefix="backprop-repro-")
     saved = os.environ.get("BACKPROP_REPRO_DIR")
-    os.environ["BACKPROP_REPRO_DIR"] = str(folder)  # the workers inherit it
+    os.environ["BACKPROP_REPRO_DIR"] = repro
     try:
-        ordered = sorted(MUTANTS, key=lambda m: m.layer)  # a layer's mutants share its compiled programs
-        return _in_workers([(f"mutant:{m.key}", m.key) for m in ordered], max_examples=MUTANT_EXAMPLES, shrink=False)
+        background = Background(jobs=1)
+        for tasks, examples, shrink in plan.values():
+            background.submit(tasks, max_examples=examples, shrink=shrink)
     finally:
         if saved is None:
             os.environ.pop("BACKPROP_REPRO_DIR", None)
         else:
             os.environ["BACKPROP_REPRO_DIR"] = saved
+    _background[:] = [(background, plan, repro)]
+
+
+def pytest_sessionfinish():
+    for background, _, repro in _background:
+        background.close()
+        shutil.rmtree(repro, ignore_errors=True)
+
+
+def _reports(fixture) -> dict:
+    """{name: LayerReport} of a BACKGROUND fixture, waiting for the worker where it is not done."""
+    (background, plan, _), = _background
+    tasks = plan[fixture][0]
+    return {name: report for (_, name, _), report in zip(tasks, background.reports(tasks))}
 
 
 @pytest.fixture(scope="session")
-def variant_reports(request):
+def mutant_reports():
+    """Every mutant of the library checked once (its first failure), reproducers in a temporary folder."""
+    return _reports("mutant_reports")
+
+
+@pytest.fixture(scope="session")
+def variant_reports():
     """The selected correct variants, each checked as the catalogue tests check a layer."""
-    keys = [v.key for v in _selected(request, "variant_reports", "variant")]
-    return _in_workers([(f"variant:{key}", key) for key in keys], max_examples=VARIANT_EXAMPLES)
+    return _reports("variant_reports")
 
 
 @pytest.fixture(scope="session")
-def catalogue_reports(request):
+def catalogue_reports():
     """The selected catalogue layers, the most expensive first (as `make verify` orders them)."""
-    from verification.cli import by_cost
-
-    names = by_cost(_selected(request, "catalogue_reports", "name"))
-    return _in_workers([(f"catalogue:{name}", name) for name in names], max_examples=TEST_EXAMPLES)
+    return _reports("catalogue_reports")
 
 
 RESIDENT_LIMIT = 2 * 2**30

@@ -191,14 +191,9 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", shrink=T
         for task in tasks:
             done(task, _check(task, max_examples, dtypes, require, shrink))
         return [reports[task] for task in tasks]
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
+    pool = _pool(jobs)
     try:
-        # workers start while submitting: with one thread each, and with Ctrl-C ignored from their
-        # first instruction (an ignored signal stays ignored across exec), so that the main
-        # process alone answers it, by stopping them
-        with _one_thread_each(), _interrupts_ignored():
-            futures = {pool.submit(_check_group, group, max_examples, dtypes, require, shrink): group
-                       for group in _by_layer(tasks)}
+        futures = _submit(pool, tasks, max_examples, dtypes, require, shrink)
         for future in as_completed(futures):
             for task, report in zip(futures[future], future.result()):
                 done(task, report)
@@ -207,6 +202,39 @@ def run_tasks(tasks, *, max_examples, dtypes, jobs, require="contract", shrink=T
         raise
     pool.shutdown()
     return [reports[task] for task in tasks]
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_ignore_interrupts)
+
+
+def _submit(pool, tasks, max_examples, dtypes, require, shrink) -> dict:
+    """{future: its group of tasks}. Workers start while submitting: with one thread each, and
+    with Ctrl-C ignored from their first instruction (an ignored signal stays ignored across
+    exec), so that the main process alone answers it, by stopping them."""
+    with _one_thread_each(), _interrupts_ignored():
+        return {pool.submit(_check_group, group, max_examples, dtypes, require, shrink): group
+                for group in _by_layer(tasks)}
+
+
+class Background:
+    """Tasks checked in ``jobs`` worker processes while the caller goes on (the test suite starts
+    its fixtures' checks at collection and runs its other tests meanwhile); ``reports(tasks)``
+    waits for those tasks. Submitted first, checked first."""
+
+    def __init__(self, jobs: int = 1):
+        self.pool = _pool(jobs)
+        self.where: dict[tuple, tuple] = {}  # task -> (its group's future, its index in the group)
+
+    def submit(self, tasks, *, max_examples, dtypes=DTYPES, require="contract", shrink=True) -> None:
+        for future, group in _submit(self.pool, tasks, max_examples, dtypes, require, shrink).items():
+            self.where.update({task: (future, index) for index, task in enumerate(group)})
+
+    def reports(self, tasks) -> list:
+        return [self.where[task][0].result()[self.where[task][1]] for task in tasks]
+
+    def close(self) -> None:
+        _stop(self.pool)
 
 
 def _ignore_interrupts():
@@ -240,8 +268,9 @@ def one_xla_thread() -> None:
     """Run XLA's CPU runtime on one thread in this process and those it starts (call before
     JAX computes anything). The oracle programs are far too small to share out, and two
     workers with a thread pool each oversubscribed the 2 cores: a cold ``make verify`` took
-    69 s instead of 53 s. ``python -m verification`` sets it for itself and its workers.
-    (The test suite does not: there it cost more than the compile cache it would share.)"""
+    69 s instead of 53 s. ``python -m verification`` sets it for itself and its workers, the test
+    suite for itself and its background worker (the same flags: they share compiled programs
+    through the persistent cache)."""
     flags = os.environ.get("XLA_FLAGS", "")
     if ONE_XLA_THREAD not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {ONE_XLA_THREAD}".strip()
