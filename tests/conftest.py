@@ -126,23 +126,3 @@ def _bounded_compile_cache():
         from verification.oracles import forget
 
         forget()
-
-
-def assert_pad_exact(layer, drawn, *, examples):
-    """On ``examples`` draws of ``drawn`` (a strategy of the space's ``(config, (arrays, hyper))``), the
-    pad hint's own check finds the padded and the plain oracles equal and the example in its bucket
-    (a run checks its first example, and the bucket of any failing one; an empty input is evaluated as it is)."""
-    from hypothesis import given
-
-    from verification.checks.trial import Trial
-    from verification.hints import check_hints
-
-    @settings(max_examples=examples, deadline=None, database=None)
-    @given(drawn=drawn)
-    def run(drawn):
-        arrays, hyper = drawn[1]
-        trial, buckets = Trial(layer, arrays, hyper, with_jacobian=False), set()
-        check_hints(trial, {"pad"}, buckets)  # raises if padded and plain disagree
-        assert buckets == ({trial.bucket} if all(a.size for a in arrays) else set())
-
-    run()

@@ -4,10 +4,13 @@ A hint changes what the verifier does (the elementwise hint pads every shape int
 program, ``linear_in`` takes a large finite-difference step, ``per_example`` adds a check),
 so a wrong hint would be blamed on the layer. Each is checked once per run, on the first
 example where it can be, with the compiled oracle; a wrong one raises a one-line
-``LayerDefinitionError`` naming the hint. The pad is checked again, by ``confirm_bucket``, in the
-bucket of any failing example, before the failure is blamed on the layer: checking every
-bucket up front would compile each bucket's example as it is, a program the run needs nowhere
-else (a sixth of a cold catalogue run, measured).
+``LayerDefinitionError`` naming the hint.
+
+The pad is checked by ``confirm_bucket`` in the bucket of any failing example, before the
+failure is blamed on the layer, and up front, on the first example, unless it is the pad of
+the catalogue's layer of that name: the test suite proves those on examples drawn from their
+whole spaces (tests/test_catalogue.py), and the check compiles the example as it is, a
+program the run needs nowhere else (for the models, seconds each).
 """
 from __future__ import annotations
 
@@ -20,8 +23,17 @@ from .checks.trial import OracleError
 
 
 def declared(layer) -> set[str]:
+    """The hints a run checks up front."""
     hints = layer.hints
-    return {name for name in ("elementwise", "linear_in", "per_example", "pad") if getattr(hints, name)}
+    names = {name for name in ("elementwise", "linear_in", "per_example", "pad") if getattr(hints, name)}
+    return names - {"pad"} if _proven_pad(layer) else names
+
+
+def _proven_pad(layer) -> bool:
+    from .catalogue import LAYERS
+
+    own = LAYERS.get(layer.name)
+    return own is not None and layer.hints.pad is own.hints.pad
 
 
 def check_hints(trial, pending: set[str], buckets: set) -> set[str]:

@@ -236,14 +236,16 @@ def evaluate(layer, arrays, hyper, douts, douts2, tangents, *, with_jacobian=Tru
     static, traced = split_hyper(hyper)
     several = len(douts) > 1
     shared = layer.magnitude is not None and shares_programs(layer)  # else the Jacobian is the scale: one program
-    light = _compiled(layer.jax_forward, layer.magnitude, static, False, several)
+    # a scalar's Jacobian is one more pullback: it rides in the shared program (one compile, not two)
+    inline = shared and sum(np.size(d) for d in douts) == 1
+    light = _compiled(layer.jax_forward, layer.magnitude, static, inline, several)
     function = light if shared else _compiled(layer.jax_forward, layer.magnitude, static, bool(with_jacobian), several)
 
     def run(program, cotangents):
         return fetched(program(tuple(arrays), traced, tuple(cotangents), tuple(tangents)))
 
     raw = run(function, douts)
-    if shared and with_jacobian:
+    if shared and with_jacobian and not inline:
         raw["jacobian"] = fetched(_jacobian_program(layer.jax_forward, static)(tuple(arrays), traced,
                                                                                          tuple(douts)))
     # dY2 needs its pullback and its scale, not the Jacobian again

@@ -6,13 +6,11 @@ there draws eps as a NumPy float64, which must not promote float32 arithmetic.""
 import numpy as np
 import pytest
 
-from conftest import assert_pad_exact
 from reference.normalisation import (
     batchnorm_alt_backward, batchnorm_alt_forward, batchnorm_backward, batchnorm_forward,
     groupnorm_backward, groupnorm_forward, layernorm_backward, layernorm_forward,
     rmsnorm_backward, rmsnorm_forward, spatial_batchnorm_backward, spatial_batchnorm_forward,
 )
-from verification import LAYERS as CATALOGUE
 
 RNG = np.random.default_rng(12)
 
@@ -163,15 +161,3 @@ def test_empty_batch_gives_empty_dx_and_zero_parameter_gradients(name):
     out, grads, _ = _run(name, arrays)
     assert out.shape == arrays[0].shape and grads[0].shape == arrays[0].shape
     assert all(g.shape == a.shape and not g.any() for g, a in zip(grads[1:], arrays[1:]))
-
-
-# --- the buckets the oracles evaluate examples in -----------------------------------------
-
-@pytest.mark.parametrize("name", ["batchnorm", "spatial_batchnorm", "layernorm", "rmsnorm", "groupnorm"])
-def test_drawn_configurations_give_the_same_oracles_in_their_buckets(name):
-    """Hints.pad adds elements that the statistics must leave out (``where``), and replaces
-    groupnorm's ``groups`` by its ``members``: on configurations drawn from the whole space (both
-    buckets, groupnorm's G > 1 with padded H and W), the hint's own check finds padded and plain
-    oracles equal (a run checks its first example only, an edge in the small bucket)."""
-    layer = CATALOGUE[name]
-    assert_pad_exact(layer, layer.space.draws(), examples=3)

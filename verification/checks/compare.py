@@ -14,12 +14,15 @@ def compare(trial, check: str, names, actuals, expecteds, scales, *, dtype=None,
     ``scales``: one ``tolerance.Scale`` per result. A result whose shape differs from the
     oracle's fails at once (inf units)."""
     dtype = trial.dtype if dtype is None else dtype
-    order = diagnosis.order(trial, names, actuals, expecteds, scales, dtype) if name_bug else None
+
+    def order():  # read only where something fails: it compares every pair of equal shapes
+        return diagnosis.order(trial, names, actuals, expecteds, scales, dtype) if name_bug else None
+
     worst = Outcome(check, "pass", units=0.0)
     for name, actual, expected, scale in zip(names, actuals, expecteds, scales):
         actual = np.asarray(actual)
         if actual.shape != expected.shape:
-            bug, text = order or diagnosis.shape_bug(name, actual, expected, scale, dtype)
+            bug, text = order() or diagnosis.shape_bug(name, actual, expected, scale, dtype)
             return Outcome(check, "fail", units=float("inf"), gradient=name, bug=bug, diagnosis=text, message=(
                 f"{name} has shape {actual.shape} but the oracle's has shape {expected.shape}"))
         if actual.size == 0:
@@ -30,7 +33,8 @@ def compare(trial, check: str, names, actuals, expecteds, scales, *, dtype=None,
             worst = Outcome(check, "pass", float(units[index]), name, tuple(int(i) for i in index),
                             float(expected[index]), float(actual[index]))
             if units[index] > 1.0 and name_bug:
-                worst.bug, worst.diagnosis = order or diagnosis.diagnose(trial, name, actual, expected, scale, dtype)
+                worst.bug, worst.diagnosis = order() or diagnosis.diagnose(trial, name, actual, expected, scale,
+                                                                           dtype)
     if worst.units > 1.0:
         worst.status = "fail"
         worst.message = (
