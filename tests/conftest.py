@@ -20,7 +20,7 @@ one_xla_thread()
 settings.register_profile("quick", max_examples=20, deadline=None, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
-# Examples per layer and dtype in the catalogue tests (make verify runs 100).
+# Examples per layer and dtype in the catalogue tests (make verify runs 80).
 TEST_EXAMPLES = int(os.environ.get("BACKPROP_TEST_EXAMPLES", "25"))
 MUTANT_EXAMPLES = 50  # a search stops at its first wrong failure, so this bounds only survivors
 VARIANT_EXAMPLES = 12  # a correct variant is proven at 50 by make mutants; here its edges and some configurations
