@@ -22,6 +22,7 @@ from .. import tolerance
 from ..oracles import format_bytes, leaves
 from .compare import compare, compare_scalars
 from .registry import Outcome, check
+from .trial import describe, one_in
 
 FD_STEP = 2.0 ** -12
 """Central-difference step along a random tangent t ~ N(0, 1) for inputs the forward is
@@ -161,7 +162,6 @@ def fd(trial) -> Outcome:
     try:
         differences = central_difference(trial, _numpy_outputs(trial), FD_LINEAR_STEP if linear else FD_STEP)
     except Exception as error:
-        from .trial import describe
         return Outcome("fd", "fail", bug="crash", diagnosis="the forward raises near x", message=(
             f"forward raised {describe(error)} at x +- h t"))
     if differences is None:
@@ -195,7 +195,7 @@ def routes(trial) -> Outcome:
     reverse = sum(float(np.sum(oracle.vjp[k] * t)) for k, t in enumerate(trial.draws.tangents))
     if abs(reverse - oracle.jvp) > bound:
         findings.append(f"vjp vs jvp: {reverse:.17g} vs {oracle.jvp:.17g}")
-    differences = _spec_differences(trial) if trial.cotangent_seed % SPEC_DIFFERENCES_EVERY == 0 else None
+    differences = _spec_differences(trial) if one_in(SPEC_DIFFERENCES_EVERY, trial.cotangent_seed) else None
     if differences is not None:  # (unresolved differences say nothing)
         numeric, fd_bound = differences
         if abs(reverse - numeric) > bound + fd_bound:
