@@ -62,7 +62,7 @@ def pytest_collection_modifyitems(items):
 
 def pytest_collection_finish(session):
     plan = _plan(session.items)
-    if not plan:
+    if not plan or session.config.option.collectonly:
         return
     from verification.cli import Background
 
