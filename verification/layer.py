@@ -34,8 +34,8 @@ class BenchCase(NamedTuple):
 @dataclass(frozen=True)
 class Hints:
     """Structure of the layer that checks and oracles may rely on. Each hint is checked
-    against the JAX specification on the first example; a wrong one stops the run with a
-    one-line ``LayerDefinitionError`` naming it.
+    against the JAX specification on the first example (the pad: see below); a wrong one stops
+    the run with a one-line ``LayerDefinitionError`` naming it.
 
     per_example: the layer acts on each example separately: axis 0 of the output and of
         the first array is the batch, and row i of the output depends on row i of the first
@@ -53,7 +53,9 @@ class Hints:
         grow``), with values that leave the real outputs unchanged (zeros for features and
         hidden units, masked keys, -inf logits ...), and an output of the padded example has the
         real output as its prefix; cotangents and tangents are padded with zeros, so a padded
-        output pulls nothing back. Checked on the first example: padded and plain agree.
+        output pulls nothing back. Padded and plain must agree: checked in the bucket of any
+        failing example before the layer is blamed, and on the first example unless it is the
+        catalogue layer's own pad (the test suite proves those, verification.hints).
     """
 
     per_example: bool | Callable[[tuple, dict], bool] = False

@@ -277,7 +277,7 @@ def _evaluate_padded(layer, arrays, hyper, douts, douts2, tangents, with_jacobia
 
     The padded example's cotangents and tangents are the real ones with zeros appended, so
     the padding's outputs pull nothing back and its inputs push nothing forward: the prefix of
-    each result is the real example's (which the hint's check confirms on the first example).
+    each result is the real example's (which the hint's check confirms: ``verification.hints``).
     """
     padded, padded_hyper = layer.hints.pad(tuple(arrays), dict(hyper))
     if len(padded) != len(arrays) or any(np.ndim(p) != np.ndim(a) or any(m < n for m, n in zip(np.shape(p), np.shape(a)))

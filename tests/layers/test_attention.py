@@ -260,7 +260,7 @@ def test_every_edge_gives_the_same_oracles_in_its_bucket(name):
     """Hints.pad rewrites the hyperparameters (the mask made full and and-ed with the causal
     triangle, the default scale made explicit, a dropout mask of ones added): on every edge
     configuration, causal and masked ones included, the bucket's oracles equal the plain ones
-    (the run's own check sees only its first example)."""
+    (a run checks only the buckets of failing examples)."""
     layer = LAYERS[name]
     space = layer.space
 

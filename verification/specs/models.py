@@ -853,9 +853,9 @@ def _permuted(a, axes, index):
 # walk), 0.5-3 s to compile on 2 cores (gpt is the largest), against a fraction of a second for
 # one layer. So every configuration of a model's space is evaluated in one bucket (two for
 # captioning_rnn, one per cell), its largest configuration, into which the example is embedded
-# exactly (Hints.pad; "The buckets" below): a run compiles the bucket's program with and without
-# the Jacobian, and the plain program of its first example for the hint's check, whatever the
-# number of configurations it explores. The spaces then range over every size (N, D, H, C, L,
+# exactly (Hints.pad; "The buckets" below): a run compiles the bucket's one program (the
+# Jacobian of the scalar loss rides in it: one more pullback), whatever the number of
+# configurations it explores. The spaces then range over every size (N, D, H, C, L,
 # T, V, E, M, image sizes, kernels, heads and their width) and structure (each normalisation,
 # dropout on and off), and the edges guarantee the cases that matter (N = 1, T = 1, L = 0, one
 # class, a square hidden layer, each normalisation, dropout on and off, rnn and lstm, a pooled
@@ -1139,8 +1139,8 @@ gpt_space = Space(st.fixed_dictionaries(_dims(GPT_DIMS)), _gpt_values, edges=GPT
 # gathers and masks interposed as steps of their own (exact: J in {0, 1}) and each added
 # layer a ``gated`` step; every padded entry carries no error into a real one, so the real
 # entries' magnitudes are the plain example's. An example larger than the bucket (the demo's,
-# the bench's) is evaluated as it is. The hint's check compares padded and plain oracles,
-# magnitudes included, on each run's first example.
+# the bench's) is evaluated as it is. Padded and plain oracles agree, magnitudes included
+# (tests/test_catalogue.py on drawn configurations; a run where an example fails).
 
 def _bucket(sizes: dict, dims: dict) -> dict | None:
     """The bucket's sizes (each dimension's largest), or None where the example is larger."""

@@ -491,7 +491,8 @@ def _errors(gates: int, biases: tuple[str, ...], *, sequence: bool, cell_state: 
 # traced: every H shares the program) says where column (gate q, unit j) of the bucket's
 # own layout, q Hb + j, is stored; the specification and the magnitude read wx, wh and the
 # biases through it (``_stored``), and the magnitude puts its weights' scales back where
-# they are stored. The hint's check compares padded and plain on each run's first example.
+# they are stored. Padded and plain agree (tests/test_catalogue.py on drawn configurations; a
+# run where an example fails).
 
 def _gate_columns(gates: int, hidden: int, bucket: int) -> np.ndarray:
     """Where column q Hb + j of the bucket's layout is stored: q H + j for a real unit (j < H),
